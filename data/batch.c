@@ -1,0 +1,1 @@
+// data/batch.c: placeholder until written

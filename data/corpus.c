@@ -1,0 +1,1 @@
+// data/corpus.c: placeholder until written

@@ -1,0 +1,1 @@
+// data/dump.c: placeholder until written

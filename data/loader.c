@@ -1,0 +1,1 @@
+// data/loader.c: placeholder until written

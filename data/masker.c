@@ -1,0 +1,1 @@
+// data/masker.c: placeholder until written

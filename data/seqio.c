@@ -1,0 +1,1 @@
+// data/seqio.c: placeholder until written

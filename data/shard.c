@@ -1,0 +1,1 @@
+// data/shard.c: placeholder until written

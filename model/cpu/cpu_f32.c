@@ -1,0 +1,1 @@
+// model/cpu/cpu_f32.c: placeholder until written

@@ -1,0 +1,1 @@
+// model/cpu/cpu_f64.c: placeholder until written

@@ -1,0 +1,1 @@
+// placeholder until the CUDA backend is written

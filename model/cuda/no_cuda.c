@@ -1,0 +1,1 @@
+// model/cuda/no_cuda.c: placeholder until written

@@ -1,0 +1,1 @@
+// model/flops.c: placeholder until written

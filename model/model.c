@@ -1,0 +1,1 @@
+// model/model.c: placeholder until written

@@ -1,0 +1,1 @@
+// model/params.c: placeholder until written

@@ -1,0 +1,1 @@
+// optim/adamw.c: placeholder until written

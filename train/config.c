@@ -1,0 +1,1 @@
+// train/config.c: placeholder until written

@@ -1,0 +1,108 @@
+// config.h - the one config struct (design section 10), parsed and validated once.
+//
+// INI via libinih; sections [model] [data] [optim] [parallel] [train] [checkpoint] [log];
+// keys with hyphens. `section.key=value` arguments override the file. Unknown sections and
+// keys, bad types, out-of-range values and inconsistent sizes are errors naming file:line
+// (or the override) before any work starts.
+#pragma once
+#include <stdint.h>
+#include <stdio.h>
+#include "data/nv_util.h"
+
+#define NV_PATH_MAX 1024
+
+typedef struct nv_model_config {
+    int num_layers;          // num-layers
+    int hidden_size;         // hidden-size (d)
+    int ffn_hidden_size;     // ffn-hidden-size (f)
+    int num_attn_heads;      // num-attn-heads (H)
+    int vocab_size;          // vocab-size: must be 16
+    int local_window;        // local-window: local layers see |i-j| <= window/2
+    int global_attn_every;   // global-attn-every: layer l global iff l % this == 0
+    double rope_theta_global;
+    double rope_theta_local;
+    int structure_input;     // structure-input (bool)
+    double struct_loss_weight;
+} nv_model_config;
+
+typedef struct nv_data_config {
+    char train[NV_PATH_MAX]; // shard directory or glob; empty = in-process synthetic data
+    char valid[NV_PATH_MAX];
+    int seq_length;
+    int micro_batch;
+    int global_batch;
+    double mask_rate, span_fraction, span_p;
+    int span_max;
+    double pair_mask_rate, struct_hide_rate;
+    uint64_t seed;
+} nv_data_config;
+
+typedef struct nv_optim_config {
+    double lr, min_lr;
+    int warmup_steps;
+    double weight_decay, beta1, beta2, eps, grad_clip; // grad-clip 0 = off
+} nv_optim_config;
+
+typedef struct nv_parallel_config {
+    int tensor;
+    int zero1;
+} nv_parallel_config;
+
+typedef enum { NV_DEVICE_CPU = 0, NV_DEVICE_CUDA = 1, NV_DEVICE_AUTO = 2 } nv_device_kind;
+typedef enum { NV_PREC_FP32 = 0, NV_PREC_BF16 = 1 } nv_precision;
+
+typedef struct nv_train_config {
+    long steps;
+    nv_device_kind device;
+    nv_precision precision; // bf16 (mixed, CUDA) or fp32; CPU always computes in fp32
+    int recompute;
+    double exit_after_minutes; // 0 = off
+    uint64_t seed;             // weight init seed
+    int max_skipped_steps;     // consecutive non-finite steps before the job stops
+} nv_train_config;
+
+typedef struct nv_checkpoint_config {
+    char dir[NV_PATH_MAX];   // empty = no checkpoints
+    long every;              // 0 = only at the end
+    int keep;
+    char resume[NV_PATH_MAX]; // "auto", "none", or a checkpoint directory
+} nv_checkpoint_config;
+
+typedef struct nv_log_config {
+    int every;
+    char file[NV_PATH_MAX];  // JSONL log; empty = none
+    long eval_every;         // 0 = off
+} nv_log_config;
+
+typedef struct nv_config {
+    nv_model_config model;
+    nv_data_config data;
+    nv_optim_config optim;
+    nv_parallel_config parallel;
+    nv_train_config train;
+    nv_checkpoint_config checkpoint;
+    nv_log_config log;
+    char source[NV_PATH_MAX]; // the file it was read from
+} nv_config;
+
+// Defaults (the 1.6B recipe's optimizer/data settings, a tiny model).
+void nv_config_defaults(nv_config *c);
+
+// Parse an INI file over the defaults, then apply overrides "section.key=value".
+// Returns 0, or -1 with one line in err ("FILE:LINE: [section] key: what is wrong").
+int nv_config_load(nv_config *c, const char *path, int n_overrides, char *const *overrides,
+                   nv_error *err);
+// Parse INI text (for tests and fuzzing); `name` is used in messages.
+int nv_config_parse_string(nv_config *c, const char *text, const char *name, nv_error *err);
+// Apply one "section.key=value" override.
+int nv_config_override(nv_config *c, const char *arg, nv_error *err);
+// Cross-key checks (divisibility, ranges that depend on other keys); world_size = ranks.
+int nv_config_validate(const nv_config *c, int world_size, nv_error *err);
+
+// Write the resolved config as INI (every key, canonical formatting); parseable back.
+void nv_config_write(const nv_config *c, FILE *f);
+
+// Derived quantities.
+static inline int nv_config_is_global_layer(const nv_model_config *m, int l) {
+    return l % m->global_attn_every == 0;
+}

@@ -1,0 +1,1 @@
+// train/trainer.c: placeholder until written
