@@ -1,1 +1,52 @@
-// optim/adamw.c: placeholder until written
+// adamw.c - the optimizer step over the parameter table (the math is the backend's
+// fused adamw op; this file owns the schedule, decay groups and bias correction).
+#include "optim/adamw.h"
+
+#include <math.h>
+
+void nv_adamw_init(nv_adamw *o, const nv_backend *be, const nv_param_table *t,
+                   const nv_optim_config *cfg, long total_steps) {
+    o->be = be;
+    o->t = t;
+    o->cfg = *cfg;
+    o->total_steps = total_steps;
+    o->m = be->alloc(t->total * be->state_bytes);
+    o->v = be->alloc(t->total * be->state_bytes);
+    o->t_step = 0;
+}
+
+void nv_adamw_free(nv_adamw *o) {
+    o->be->free(o->m);
+    o->be->free(o->v);
+    o->m = o->v = NULL;
+}
+
+double nv_lr_at(const nv_optim_config *c, long s, long total) {
+    if (s < c->warmup_steps) return c->lr * (double)(s + 1) / (double)c->warmup_steps;
+    long span = total - c->warmup_steps;
+    if (span <= 0) return c->min_lr;
+    double prog = (double)(s - c->warmup_steps) / (double)span;
+    if (prog > 1.0) prog = 1.0;
+    return c->min_lr + 0.5 * (c->lr - c->min_lr) * (1.0 + cos(M_PI * prog));
+}
+
+double nv_clip_scale(const nv_optim_config *c, double norm) {
+    if (c->grad_clip <= 0 || norm <= c->grad_clip) return 1.0;
+    return c->grad_clip / norm;
+}
+
+void nv_adamw_step(nv_adamw *o, void *w, const void *g, void *w_act, double lr, double gscale) {
+    const nv_backend *be = o->be;
+    const size_t S = be->state_bytes, A = be->act_bytes;
+    o->t_step++;
+    const double bc1 = 1.0 - pow(o->cfg.beta1, (double)o->t_step);
+    const double bc2 = 1.0 - pow(o->cfg.beta2, (double)o->t_step);
+    for (int k = 0; k < o->t->n; k++) {
+        const nv_param *p = &o->t->p[k];
+        const size_t off = p->offset;
+        be->adamw((char *)w + off * S, (char *)o->m + off * S, (char *)o->v + off * S,
+                  (const char *)g + off * S, w_act ? (char *)w_act + off * A : NULL, p->numel,
+                  lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
+                  p->decay ? o->cfg.weight_decay : 0.0, bc1, bc2, gscale);
+    }
+}
