@@ -1,1 +1,36 @@
-// model/cpu/cpu_f32.c: placeholder until written
+// cpu_f32.c - the float instance of the CPU backend: the reference that
+// trains (design: fp32 throughout on CPU).
+// The op files are written once over `real` and FN(); this file fixes them to float and
+// builds the table. They are included, not compiled on their own, so the two instances
+// cannot drift apart.
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/backend.h"
+
+typedef float real;
+#define FN(x) x##_f32
+#define GEMM cblas_sgemm
+#define R_EXP expf
+#define R_LOG logf
+#define R_TANH tanhf
+#define CPU_NAME "cpu"
+
+#include "common.inc"
+#include "memory.c"
+#include "embed.c"
+#include "layernorm.c"
+#include "matmul.c"
+#include "rope.c"
+#include "attention.c"
+#include "activations.c"
+#include "select.c"
+#include "optim_ops.c"
+#include "table.inc"
+
+const nv_backend *nv_backend_cpu(void) { return &FN(cpu_backend); }

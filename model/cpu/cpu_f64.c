@@ -1,1 +1,36 @@
-// model/cpu/cpu_f64.c: placeholder until written
+// cpu_f64.c - the double instance of the CPU backend: the same op code in
+// double, for the finite-difference gradient tests.
+// The op files are written once over `real` and FN(); this file fixes them to double and
+// builds the table. They are included, not compiled on their own, so the two instances
+// cannot drift apart.
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/backend.h"
+
+typedef double real;
+#define FN(x) x##_f64
+#define GEMM cblas_dgemm
+#define R_EXP exp
+#define R_LOG log
+#define R_TANH tanh
+#define CPU_NAME "cpu-f64"
+
+#include "common.inc"
+#include "memory.c"
+#include "embed.c"
+#include "layernorm.c"
+#include "matmul.c"
+#include "rope.c"
+#include "attention.c"
+#include "activations.c"
+#include "select.c"
+#include "optim_ops.c"
+#include "table.inc"
+
+const nv_backend *nv_backend_cpu_f64(void) { return &FN(cpu_backend); }

@@ -1,0 +1,69 @@
+// optim_ops.c - the optimizer's elementwise kernels over state buffers: sum of squares (for
+// the gradient norm), scale, the NaN/Inf check and AdamW.
+// Written over `real` and FN(); included by cpu_f32.c and cpu_f64.c, never compiled alone.
+
+// Fixed-size blocks, each summed in order in double, then the block sums in order: the same
+// bits for any thread count.
+#define SUMSQ_BLOCK 8192
+
+static double FN(sumsq)(const void *x_, size_t n) {
+    const real *x = x_;
+    const size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    if (nb <= 1) {
+        double s = 0;
+        for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+        return s;
+    }
+    double *part = malloc(nb * sizeof(double));
+    if (!part) {
+        fprintf(stderr, "nvwa: sumsq: out of memory\n");
+        abort();
+    }
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t b = 0; b < nb; b++) {
+        const size_t i0 = b * SUMSQ_BLOCK, i1 = i0 + SUMSQ_BLOCK < n ? i0 + SUMSQ_BLOCK : n;
+        double s = 0;
+        for (size_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+        part[b] = s;
+    }
+    double s = 0;
+    for (size_t b = 0; b < nb; b++) s += part[b];
+    free(part);
+    return s;
+}
+
+static void FN(scale)(void *x_, double s, size_t n) {
+    real *x = x_;
+    const real sr = (real)s;
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) x[i] *= sr;
+}
+
+static int FN(nonfinite)(const void *x_, size_t n) {
+    const real *x = x_;
+    int bad = 0;
+#pragma omp parallel for reduction(| : bad) if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
+    return bad;
+}
+
+// One AdamW step, in double per element, stored back in `real`. With g' = g gscale:
+//   m = b1 m + (1-b1) g';  v = b2 v + (1-b2) g'^2
+//   w = w - lr ((m/bc1) / (sqrt(v/bc2) + eps) + wd w)     (decoupled decay on the old w)
+static void FN(adamw)(void *w_, void *m_, void *v_, const void *g_, void *w_act_, size_t n,
+                      double lr, double beta1, double beta2, double eps, double wd, double bc1,
+                      double bc2, double gscale) {
+    real *w = w_, *m = m_, *v = v_, *w_act = w_act_;
+    const real *g = g_;
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) {
+        const double gi = (double)g[i] * gscale;
+        const double mi = beta1 * m[i] + (1 - beta1) * gi;
+        const double vi = beta2 * v[i] + (1 - beta2) * gi * gi;
+        const double wi = w[i] - lr * ((mi / bc1) / (sqrt(vi / bc2) + eps) + wd * w[i]);
+        m[i] = (real)mi;
+        v[i] = (real)vi;
+        w[i] = (real)wi;
+        if (w_act) w_act[i] = (real)wi;
+    }
+}
