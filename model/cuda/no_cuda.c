@@ -1,1 +1,10 @@
-// model/cuda/no_cuda.c: placeholder until written
+// no_cuda.c - nv_backend_cuda() for builds without nvcc (-Dcuda=disabled or nvcc not found):
+// always NULL, with the reason, so the caller falls back to the CPU backend.
+#include <stddef.h>
+
+#include "model/backend.h"
+
+const nv_backend *nv_backend_cuda(const char **why) {
+    if (why) *why = "nvwa was built without CUDA (meson setup -Dcuda=enabled needs nvcc)";
+    return NULL;
+}
