@@ -18,9 +18,11 @@ typedef struct nv_batch {
     uint8_t *struct_mask;   // 1 where structure input is hidden and the label is known
     int32_t *segment;       // 0 on pads, else 1.. numbering the segments of the row
     int32_t *position;      // position within the segment (<cls> at 0), 0 on pads
-    int64_t *seq_index;     // per segment slot: global sequence index, -1 unused ([rows*seq_len])
+    int64_t *seq_index;     // [rows*seq_len]: at row*seq_len + s-1 the global index of segment s, else -1
     long n_mlm, n_struct;   // counts of the two masks
     long n_real;            // non-pad tokens
+    uint64_t epoch, step;   // set by the loader: the epoch and global step of this micro-batch
+    int slot;               // and its micro-batch slot g in 0 .. G-1
 } nv_batch;
 
 void nv_batch_alloc(nv_batch *b, int rows, int seq_len);
@@ -37,27 +39,53 @@ typedef struct nv_mask_params {
     uint64_t seed;
 } nv_mask_params;
 void nv_mask_params_from_config(nv_mask_params *p, const nv_config *c);
+// ss may be NULL (all unknown). Budget: B = round(mask_rate * len), at least 1 when
+// len > 0 and mask_rate > 0, so every sequence is scored; exactly B positions are selected.
 void nv_mask_sequence(const nv_mask_params *p, uint64_t epoch, uint64_t seq_index,
                       const uint8_t *tok, const uint8_t *ss, int len,
                       int32_t *input, int32_t *target, int32_t *struct_in, int32_t *struct_target,
                       uint8_t *mlm_mask, uint8_t *struct_mask);
+// What the masker did, accumulated (+=) over calls: for tests and benchmarks.
+typedef struct nv_mask_stats {
+    long n_seqs, n_tokens, n_selected;
+    long n_spans, span_len_drawn; // spans drawn and the sum of their drawn lengths
+    long n_span_tok, n_single_tok, n_partner_tok; // selected positions by how they were chosen
+    long n_pull_tries;            // selected paired nucleotides whose partner could be pulled
+    long n_hidden_seqs;           // sequences whose structure input was hidden whole
+} nv_mask_stats;
+void nv_mask_sequence_stats(const nv_mask_params *p, uint64_t epoch, uint64_t seq_index,
+                            const uint8_t *tok, const uint8_t *ss, int len,
+                            int32_t *input, int32_t *target, int32_t *struct_in,
+                            int32_t *struct_target, uint8_t *mlm_mask, uint8_t *struct_mask,
+                            nv_mask_stats *st);
 
 // The loader: a global permutation per epoch, striped over the G = global-batch/micro-batch
 // micro-batch slots of a step; data rank r runs slots r*accum .. r*accum+accum-1.
-// Its cursor is a few integers; restoring it gives the identical stream.
-#define NV_CURSOR_MAX 64
+// Its cursor is a few integers per slot; restoring it gives the identical stream.
+// Packing looks ahead NV_LOADER_LOOKAHEAD stripe positions for a sequence that fits the
+// rest of a row, so a slot's state is its first unconsumed stripe position plus a bitmask
+// of the positions after it already taken out of order.
+#define NV_CURSOR_MAX 4096
+#define NV_LOADER_LOOKAHEAD 64
 typedef struct nv_loader_cursor {
     uint64_t epoch;
     uint64_t step;       // global steps drawn so far
     int n_slots;         // G
-    uint64_t slot_pos[NV_CURSOR_MAX]; // per slot: next stripe position in this epoch
+    uint64_t slot_pos[NV_CURSOR_MAX];  // per slot: first unconsumed stripe position (epoch)
+    uint64_t slot_done[NV_CURSOR_MAX]; // bit k: stripe position slot_pos+1+k already consumed
 } nv_loader_cursor;
 
 typedef struct nv_loader nv_loader;
 // corpus must outlive the loader. dp_rank/dp_size: this rank's data-parallel coordinates.
 nv_loader *nv_loader_create(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
                             int dp_size, nv_error *err);
+// As nv_loader_create with an explicit prefetch depth: 0 = generate synchronously inside
+// nv_loader_next; k > 0 = a background thread keeps up to k micro-batches ready (the default
+// of nv_loader_create is 4). The stream is the same either way.
+nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
+                               int dp_size, int prefetch, nv_error *err);
 void nv_loader_free(nv_loader *l);
+int nv_loader_slots(const nv_loader *l); // G, micro-batch slots per global step
 int nv_loader_accum(const nv_loader *l); // micro-batches per rank per step
 // Next micro-batch of this rank (accum of them per global step, in slot order).
 // The batch is owned by the loader and valid until the next call.
