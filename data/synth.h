@@ -19,3 +19,6 @@ typedef struct nv_synth_params {
 void nv_synth_defaults(nv_synth_params *p, uint64_t n_seqs, uint64_t seed);
 // Append p->n_seqs sequences to c (ids "synth_<index>").
 void nv_synth_corpus(nv_corpus *c, const nv_synth_params *p);
+// Append sequences first .. first+count-1 (of any n): sequence i depends only on (seed, i)
+// and the length/fraction parameters, so a large corpus can be written in pieces.
+void nv_synth_range(nv_corpus *c, const nv_synth_params *p, uint64_t first, uint64_t count);
