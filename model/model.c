@@ -35,6 +35,7 @@ struct nv_model {
     const nv_backend *be;
     int tp_rank, tp_size;
     nv_tp_comm tp;
+    nv_grad_hook hook;
     nv_param_table t;
     nv_param_ids ids;
     int d, dl, H, Hl, dh, f, fl, V, L;
@@ -238,6 +239,18 @@ void nv_model_init_weights(nv_model *m, uint64_t seed) {
 
 void nv_model_zero_grad(nv_model *m) { m->be->zero(m->grad, m->t.total * m->be->state_bytes); }
 
+void nv_model_set_grad_hook(nv_model *m, const nv_grad_hook *hook) {
+    if (hook) m->hook = *hook;
+    else memset(&m->hook, 0, sizeof m->hook);
+}
+
+// Gradients of tensors first..last (table order, contiguous) are complete.
+static void grads_ready(nv_model *m, int first, int last) {
+    if (!m->hook.ready) return;
+    size_t hi = last + 1 < m->t.n ? m->t.p[last + 1].offset : m->t.total;
+    m->hook.ready(m->hook.ctx, m->t.p[first].offset, hi);
+}
+
 static void tp_allreduce(nv_model *m, void *buf, size_t n) {
     if (m->tp_size > 1 && m->tp.allreduce_act) m->tp.allreduce_act(m->tp.ctx, buf, n);
 }
@@ -407,6 +420,7 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
     be->zero(dstream, (size_t)n * d * be->act_bytes);
     be->layernorm_bwd(dstream, G(m, id->final_norm), dh_in, m->x_out, MS(m, id->final_norm),
                       m->meanf, m->rstdf, n, d);
+    grads_ready(m, id->final_norm, m->t.n - 1); // final norm and both heads (not E_tok)
     void *dnorm = m->dres; // scratch for the gradient entering a norm's output
     for (int l = m->L - 1; l >= 0; l--) {
         layer_acts *a = &m->la[l];
@@ -429,6 +443,7 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
         tp_allreduce(m, dnorm, (size_t)n * d);
         be->layernorm_bwd(dstream, G(m, li->attn_norm), dnorm, a->x_in, MS(m, li->attn_norm),
                           a->mean1, a->rstd1, n, d);
+        grads_ready(m, li->attn_norm, li->w_out);
     }
     // LN_emb and the embeddings
     be->zero(dnorm, (size_t)n * d * be->act_bytes);
@@ -436,6 +451,7 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
                       m->mean0, m->rstd0, n, d);
     be->embed_bwd(G(m, id->embed_tok), id->embed_struct >= 0 ? G(m, id->embed_struct) : NULL,
                   dnorm, m->tok, m->sin, n, d, V);
+    grads_ready(m, 0, id->embed_norm); // embeddings last: E_tok also feeds the MLM decoder
 }
 
 void nv_model_get_hidden(const nv_model *m, double *host) {

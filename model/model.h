@@ -19,6 +19,14 @@ typedef struct nv_tp_comm {
     void *ctx;
 } nv_tp_comm;
 
+// Called during backward when the gradients of the flat element range [lo, hi) are
+// complete (for bucketed data-parallel reduction that overlaps the backward pass). Ranges
+// arrive in a fixed order that depends only on the table. NULL: no calls.
+typedef struct nv_grad_hook {
+    void (*ready)(void *ctx, size_t lo, size_t hi);
+    void *ctx;
+} nv_grad_hook;
+
 typedef struct nv_losses {
     double mlm_sum, struct_sum;   // summed cross-entropies over selected positions
     long mlm_count, struct_count; // positions scored
@@ -56,6 +64,8 @@ void nv_model_zero_grad(nv_model *m);
 // (struct-loss-weight / structure positions of the global batch); gradients accumulate.
 void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double struct_scale,
                    int want_grad, nv_losses *out);
+// Install (or clear with NULL) the hook for the next nv_model_step calls.
+void nv_model_set_grad_hook(nv_model *m, const nv_grad_hook *hook);
 
 // Optional: after a forward, the final hidden states h (after LN_final) of this batch,
 // as host doubles [rows*seq_len, d]; and the logits of the selected positions.

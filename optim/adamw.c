@@ -5,13 +5,15 @@
 #include <math.h>
 
 void nv_adamw_init(nv_adamw *o, const nv_backend *be, const nv_param_table *t,
-                   const nv_optim_config *cfg, long total_steps) {
+                   const nv_optim_config *cfg, long total_steps, size_t lo, size_t hi) {
     o->be = be;
     o->t = t;
     o->cfg = *cfg;
     o->total_steps = total_steps;
-    o->m = be->alloc(t->total * be->state_bytes);
-    o->v = be->alloc(t->total * be->state_bytes);
+    o->lo = lo;
+    o->hi = hi > lo ? hi : lo;
+    o->m = be->alloc((o->hi - o->lo) * be->state_bytes);
+    o->v = be->alloc((o->hi - o->lo) * be->state_bytes);
     o->t_step = 0;
 }
 
@@ -43,10 +45,14 @@ void nv_adamw_step(nv_adamw *o, void *w, const void *g, void *w_act, double lr, 
     const double bc2 = 1.0 - pow(o->cfg.beta2, (double)o->t_step);
     for (int k = 0; k < o->t->n; k++) {
         const nv_param *p = &o->t->p[k];
-        const size_t off = p->offset;
-        be->adamw((char *)w + off * S, (char *)o->m + off * S, (char *)o->v + off * S,
-                  (const char *)g + off * S, w_act ? (char *)w_act + off * A : NULL, p->numel,
-                  lr, o->cfg.beta1, o->cfg.beta2, o->cfg.eps,
-                  p->decay ? o->cfg.weight_decay : 0.0, bc1, bc2, gscale);
+        // the part of this tensor inside [lo, hi)
+        size_t a = p->offset > o->lo ? p->offset : o->lo;
+        size_t b = p->offset + p->numel < o->hi ? p->offset + p->numel : o->hi;
+        if (a >= b) continue;
+        const size_t r = a - o->lo;
+        be->adamw((char *)w + a * S, (char *)o->m + r * S, (char *)o->v + r * S,
+                  (const char *)g + r * S, w_act ? (char *)w_act + a * A : NULL, b - a, lr,
+                  o->cfg.beta1, o->cfg.beta2, o->cfg.eps, p->decay ? o->cfg.weight_decay : 0.0,
+                  bc1, bc2, gscale);
     }
 }

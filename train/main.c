@@ -10,6 +10,7 @@
 #include "model/flops.h"
 #include "nv_build_config.h"
 #include "train/config.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -30,6 +31,15 @@ static void usage(FILE *f) {
             "  -V, --version          version\n"
             "\n"
             "example: nvwa-train configs/tiny.ini train.steps=200 log.file=run.jsonl\n");
+}
+
+static int env_rank(void) {
+    const char *keys[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = getenv(keys[i]);
+        if (v && *v) return atoi(v);
+    }
+    return 0;
 }
 
 static int env_world(void) {
@@ -71,16 +81,18 @@ int main(int argc, char **argv) {
         return 2;
     }
     const char *path = argv[optind];
+    // Only rank 0 speaks; every rank fails the same way on a bad config.
+    const int root = env_rank() == 0;
     nv_config cfg;
     nv_error err;
     if (nv_config_load(&cfg, path, argc - optind - 1, argv + optind + 1, &err) != 0) {
-        fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
+        if (root) fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
         return 2;
     }
     if (world <= 0) world = env_world();
     if (world <= 0) world = cfg.parallel.tensor;
     if (nv_config_validate(&cfg, world, &err) != 0) {
-        fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
+        if (root) fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
         return 2;
     }
     if (dump < 0 || (dump > 0 && !output)) {
@@ -90,11 +102,6 @@ int main(int argc, char **argv) {
     if (dry) {
         nv_dry_run_report(&cfg, world, stdout);
         return 0;
-    }
-    if (!quiet) {
-        printf("# nvwa-train %s: resolved config of %s\n", NV_VERSION, path);
-        nv_config_write(&cfg, stdout);
-        printf("\n");
     }
     if (dump > 0) {
         nv_corpus corpus;
@@ -107,5 +114,18 @@ int main(int argc, char **argv) {
         printf("wrote %ld global batches to %s\n", dump, output);
         return 0;
     }
-    return nv_train(&cfg);
+    nv_dist dist;
+    if (nv_dist_init(&dist, &argc, &argv, cfg.parallel.tensor, &err) != 0) {
+        if (root) fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
+        nv_dist_finalize(&dist);
+        return 2;
+    }
+    if (dist.rank == 0 && !quiet) {
+        printf("# nvwa-train %s: resolved config of %s\n", NV_VERSION, path);
+        nv_config_write(&cfg, stdout);
+        printf("\n");
+    }
+    int rc = nv_train(&cfg, &dist);
+    nv_dist_finalize(&dist);
+    return rc;
 }

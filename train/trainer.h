@@ -3,6 +3,7 @@
 #include "data/corpus.h"
 #include "model/backend.h"
 #include "train/config.h"
+#include "train/dist.h"
 
 // Pick the backend for [train] device (auto: CUDA when built and a GPU is present).
 // Returns NULL with a reason in err.
@@ -12,5 +13,5 @@ const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err);
 // synthetic corpus (nvwa-prep --synthetic's generator) of n_synthetic sequences.
 int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err);
 
-// Train per cfg. Returns the process exit code (0 on success).
-int nv_train(const nv_config *cfg);
+// Train per cfg as one rank of d. Returns the process exit code (0 on success).
+int nv_train(const nv_config *cfg, const nv_dist *d);

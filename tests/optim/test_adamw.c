@@ -44,7 +44,7 @@ int main(void) {
         be->upload_state(dw, w, N);
         if (bi) { be->download_state(ref, dw, N); } // compare from the float-rounded start
         nv_adamw o;
-        nv_adamw_init(&o, be, &t, &oc, total);
+        nv_adamw_init(&o, be, &t, &oc, total, 0, t.total);
         for (int s = 0; s < steps; s++) {
             for (size_t i = 0; i < N; i++) g[i] = tu_normal() * 0.5;
             be->upload_state(dg, g, N);
