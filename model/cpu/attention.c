@@ -17,6 +17,16 @@ static int FN(attn_span)(const nv_attn_segs *segs, int window) {
     return m > 0 ? m : 1;
 }
 
+// (query, key) pairs times dh, an upper bound: below PAR_MIN one thread is faster
+static size_t FN(attn_work)(const nv_attn_segs *segs, int H, int dh, int window) {
+    size_t w = 0;
+    for (int s = 0; s < segs->n_segs; s++) {
+        const size_t l = (size_t)segs->len[s], span = (size_t)(2 * (window / 2) + 1);
+        w += l * (window > 0 && span < l ? span : l);
+    }
+    return w * H * dh;
+}
+
 static inline real FN(dot)(const real *a, const real *b, int n) {
     real s = 0;
     for (int c = 0; c < n; c++) s += a[c] * b[c];
@@ -32,7 +42,7 @@ static void FN(attention_fwd)(void *out_, void *lse_, const void *qkv_, const nv
     const real scale = (real)(1.0 / sqrt((double)dh));
     memset(out, 0, (size_t)n * d * sizeof(real)); // pads
     memset(lse, 0, (size_t)n * H * sizeof(real));
-#pragma omp parallel
+#pragma omp parallel if (FN(attn_work)(segs, H, dh, window) > PAR_MIN)
     {
         real *p = malloc((size_t)span * sizeof(real)); // this thread's score row
         if (!p) {
@@ -81,7 +91,8 @@ static void FN(attention_bwd)(void *dqkv_, const void *dout_, const void *qkv_, 
     const int tasks = segs->n_segs * H;
     const real scale = (real)(1.0 / sqrt((double)dh));
     memset(dqkv, 0, (size_t)n * ld * sizeof(real)); // overwrite semantics; pads stay zero
-#pragma omp parallel for schedule(dynamic, 1)
+    const int par = FN(attn_work)(segs, H, dh, window) > PAR_MIN;
+#pragma omp parallel for schedule(dynamic, 1) if (par)
     for (int t = 0; t < tasks; t++) {
         const int s = t / H, h = t % H, s0 = segs->start[s], s1 = s0 + segs->len[s];
         for (int i = s0; i < s1; i++) {

@@ -37,6 +37,12 @@ static result run(const nv_backend *B, const layout *L, const double *qkv, const
     void *g = B->alloc(n * d * a), *dq = B->alloc(n * 3 * d * a);
     B->upload_act(q, qkv, n * 3 * d);
     B->upload_act(g, dout, n * d);
+    // outputs start as garbage, so pads must be written, not left from a zeroed alloc
+    double *junk = malloc(n * 3 * d * 8);
+    for (int k = 0; k < n * 3 * d; k++) junk[k] = 1e3 + k;
+    B->upload_act(o, junk, n * d), B->upload_state(l, junk, n * L->H);
+    B->upload_act(dq, junk, n * 3 * d);
+    free(junk);
     B->attention_fwd(o, l, q, &segs, n, L->H, L->dh, L->window);
     B->attention_bwd(dq, g, q, o, l, &segs, n, L->H, L->dh, L->window);
     result r = {malloc(n * d * 8), malloc(n * L->H * 8), malloc(n * 3 * d * 8)};
