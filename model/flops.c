@@ -1,1 +1,234 @@
-// model/flops.c: placeholder until written
+// flops.c - parameter count, model FLOPs (design section 11), memory per rank, dry-run report.
+#include "model/flops.h"
+
+#include <math.h>
+#include <string.h>
+
+#define H100_PEAK_BF16 989e12 // dense bf16 FLOP/s, design section 11
+
+int64_t nv_param_count_matmul(const nv_model_config *m) {
+    int64_t d = m->hidden_size, f = m->ffn_hidden_size;
+    return (int64_t)m->num_layers * (4 * d * d + 3 * d * f);
+}
+
+// Everything outside the layer matmuls: replicated over the tensor group.
+static int64_t replicated_params(const nv_model_config *m) {
+    int64_t d = m->hidden_size, V = m->vocab_size;
+    int64_t n = V * d + (m->structure_input ? 4 * d : 0) + d; // embed.tok, embed.struct, embed.norm
+    n += (int64_t)m->num_layers * 2 * d;                       // attn_norm, mlp_norm
+    n += d;                                                    // final_norm
+    n += d * d + d + V;                                        // head.mlm.dense, .norm, .bias
+    n += 3 * d + 3;                                            // head.struct.weight, .bias
+    return n;
+}
+
+int64_t nv_param_count(const nv_model_config *m) {
+    return replicated_params(m) + nv_param_count_matmul(m);
+}
+
+int64_t nv_param_count_local(const nv_model_config *m, int tensor) {
+    return replicated_params(m) + nv_param_count_matmul(m) / (tensor > 0 ? tensor : 1);
+}
+
+int64_t nv_attn_pairs(int64_t n, int window) {
+    if (n <= 0) return 0;
+    int64_t r = window / 2;
+    // query i sees min(i,r) keys before it, min(n-1-i,r) after, and itself
+    if (window <= 0 || n <= r + 1) return n * n;
+    return n * (2 * r + 1) - r * (r + 1);
+}
+
+// 12 d sum_layers K_l(n) for one sequence: global layers count n^2, local ones the window.
+static double attn_flops_seq(const nv_model_config *m, int64_t n, int n_global, int n_local) {
+    double d = m->hidden_size;
+    return 12.0 * d * ((double)n_global * (double)nv_attn_pairs(n, 0) +
+                       (double)n_local * (double)nv_attn_pairs(n, m->local_window));
+}
+
+static void count_layers(const nv_model_config *m, int *n_global, int *n_local) {
+    *n_global = 0;
+    for (int l = 0; l < m->num_layers; l++) *n_global += nv_config_is_global_layer(m, l);
+    *n_local = m->num_layers - *n_global;
+}
+
+static double head_flops(const nv_model_config *m, double T, double T_sel) {
+    double d = m->hidden_size, V = m->vocab_size;
+    return 6.0 * T_sel * (d * d + d * V) + 6.0 * T * 3.0 * d;
+}
+
+static double flops_step(const nv_model_config *m, const int32_t *seq_lens, long n_seqs,
+                         long n_selected) {
+    int ng, nl;
+    count_layers(m, &ng, &nl);
+    double T = 0, attn = 0;
+    for (long i = 0; i < n_seqs; i++) {
+        T += seq_lens[i];
+        attn += attn_flops_seq(m, seq_lens[i], ng, nl);
+    }
+    double T_sel = n_selected >= 0 ? (double)n_selected : NV_FLOPS_MASK_RATE * T;
+    return 6.0 * (double)nv_param_count_matmul(m) * T + attn + head_flops(m, T, T_sel);
+}
+
+double nv_flops_per_step_sel(const nv_model_config *m, const int32_t *seq_lens, long n_seqs,
+                             long n_selected) {
+    return flops_step(m, seq_lens, n_seqs, n_selected < 0 ? 0 : n_selected);
+}
+
+double nv_flops_per_step(const nv_model_config *m, const int32_t *seq_lens, long n_seqs) {
+    return flops_step(m, seq_lens, n_seqs, -1);
+}
+
+double nv_flops_estimate(const nv_model_config *m, double tokens_per_step, double mean_len,
+                         double mask_rate) {
+    int ng, nl;
+    count_layers(m, &ng, &nl);
+    double n_seqs = mean_len > 0 ? tokens_per_step / mean_len : 0;
+    // K is not linear in n: interpolate between the neighbouring integer lengths
+    int64_t n0 = (int64_t)floor(mean_len);
+    double w = mean_len - (double)n0;
+    double attn = (1 - w) * attn_flops_seq(m, n0, ng, nl) + w * attn_flops_seq(m, n0 + 1, ng, nl);
+    return 6.0 * (double)nv_param_count_matmul(m) * tokens_per_step + n_seqs * attn +
+           head_flops(m, tokens_per_step, mask_rate * tokens_per_step);
+}
+
+// ----------------------------------------------------------------------------
+// memory
+
+void nv_memory_per_rank(const nv_config *c, int world, nv_memory_estimate *e) {
+    const nv_model_config *m = &c->model;
+    memset(e, 0, sizeof *e);
+    int t = c->parallel.tensor > 0 ? c->parallel.tensor : 1;
+    int dp = world / t > 0 ? world / t : 1;
+    e->tensor = t;
+    e->data = dp;
+    e->mixed = c->train.device != NV_DEVICE_CPU && c->train.precision == NV_PREC_BF16;
+    int on_gpu = c->train.device != NV_DEVICE_CPU;
+    double b = e->mixed ? 2 : 4; // bytes of an activation / compute-copy element
+    double P = (double)nv_param_count_local(m, t);
+    e->params_local = (int64_t)P;
+    double shard = c->parallel.zero1 ? dp : 1;
+
+    e->weights = b * P;
+    e->masters = e->mixed ? 4 * P / shard : 0;
+    e->grads = 4 * P;
+    e->adam = 8 * P / shard;
+
+    double d = m->hidden_size, f = m->ffn_hidden_size, H = m->num_attn_heads, V = m->vocab_size;
+    double L = m->num_layers;
+    double tokens = (double)c->data.micro_batch * c->data.seq_length;
+    double sel = c->data.mask_rate;
+    // Saved per token per layer: residual in, LN_attn out, qkv, attention out, residual mid,
+    // LN_mlp out, gate|up, geglu out; fp32 LN statistics (2 norms x mean, rstd) and lse.
+    double layer = (4 * d + (4 * d + 3 * f) / t) * b + 16 + 4 * H / t;
+    // Outside the layers: embedding sum and LN, final LN; the MLM head on selected
+    // positions (gathered h, dense, gelu, LN out, stats, fp32 logits and their gradient);
+    // the structure head's fp32 logits and gradient on every token.
+    double outside = 2 * d * b + 16 + sel * (4 * d * b + 8 + 2 * V * 4) + 2 * 3 * 4;
+    e->act_stored = tokens * (L * layer + outside);
+    e->act_recompute = tokens * (L * d * b + layer + outside);
+    e->activations = c->train.recompute ? e->act_recompute : e->act_stored;
+
+    // Backward scratch: residual-stream gradient (2 buffers) and the widest intermediate
+    // gradient (gate|up plus geglu out, or qkv); token/label arrays (6 int32 per token).
+    double scratch = tokens * ((2 * d + 3 * fmax(f, d) / t) * b + 24);
+    double gemm_ws = on_gpu ? 32.0 * (1 << 20) : 0;            // cuBLASLt workspace
+    double buckets = dp > 1 ? 2 * 32.0 * (1 << 20) : 0;        // data-parallel grad buckets
+    double context = on_gpu ? 512.0 * (1 << 20) : 0;           // CUDA context, cuDNN, NCCL
+    e->workspace = scratch + gemm_ws + buckets + context;
+    e->total = e->weights + e->masters + e->grads + e->adam + e->activations + e->workspace;
+}
+
+// ----------------------------------------------------------------------------
+// report
+
+// 1234567 -> "1,234,567"
+static const char *commas(char *buf, size_t n, int64_t v) {
+    char raw[32];
+    snprintf(raw, sizeof raw, "%lld", (long long)(v < 0 ? -v : v));
+    size_t len = strlen(raw), o = 0;
+    if (v < 0 && o + 1 < n) buf[o++] = '-';
+    for (size_t i = 0; i < len && o + 2 < n; i++) {
+        if (i && (len - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = raw[i];
+    }
+    buf[o] = 0;
+    return buf;
+}
+
+
+void nv_dry_run_report(const nv_config *c, int world, FILE *f) {
+    const nv_model_config *m = &c->model;
+    const nv_data_config *d = &c->data;
+    nv_memory_estimate e;
+    nv_memory_per_rank(c, world, &e);
+    char b1[32], b2[32], b3[32];
+    int ng, nl;
+    count_layers(m, &ng, &nl);
+    static const char *const dev[] = {"cpu", "cuda", "auto"};
+    int accum = d->micro_batch * e.data > 0 ? d->global_batch / (d->micro_batch * e.data) : 0;
+
+    fprintf(f, "nvwa dry run: %s\n\n", c->source[0] ? c->source : "(config)");
+    fprintf(f, "model       %d layers (%d global, %d local, window %d), hidden %d, ffn %d, "
+               "heads %d (dim %d), vocab %d\n", m->num_layers, ng, nl, m->local_window,
+            m->hidden_size, m->ffn_hidden_size, m->num_attn_heads,
+            m->num_attn_heads ? m->hidden_size / m->num_attn_heads : 0, m->vocab_size);
+    fprintf(f, "parameters  %s total (%.3g), %s in layer matmuls (N), %s per rank\n",
+            commas(b1, sizeof b1, nv_param_count(m)), (double)nv_param_count(m),
+            commas(b2, sizeof b2, nv_param_count_matmul(m)),
+            commas(b3, sizeof b3, e.params_local));
+    fprintf(f, "layout      world %d = tensor %d x data %d, zero1 %s; global-batch %d rows = "
+               "data %d x accum %d x micro-batch %d; seq-length %d\n", world, e.tensor, e.data,
+            c->parallel.zero1 ? "on" : "off", d->global_batch, e.data, accum, d->micro_batch,
+            d->seq_length);
+    fprintf(f, "compute     device %s%s, %s, recompute %s\n\n", dev[c->train.device],
+            c->train.device == NV_DEVICE_AUTO ? " (sized as cuda)" : "",
+            e.mixed ? "bf16 compute copy + fp32 masters" : "fp32",
+            c->train.recompute ? "on" : "off");
+
+    char zs[32] = "";
+    if (c->parallel.zero1) snprintf(zs, sizeof zs, ", /%d zero1", e.data);
+    char lbl[80];
+    // GiB for real runs, MiB for the small ones, so no line reads 0.00
+    double unit = e.total >= 1024.0 * 1024 * 1024 ? 1024.0 * 1024 * 1024 : 1024.0 * 1024;
+    const char *uname = unit > 1024.0 * 1024 ? "GiB" : "MiB";
+#define MEM_ROW(label, bytes) fprintf(f, "  %-50s %9.2f\n", label, (bytes) / unit)
+    fprintf(f, "memory per rank %47s\n", uname);
+    snprintf(lbl, sizeof lbl, "weights (%s)", e.mixed ? "bf16 compute copy" : "fp32");
+    MEM_ROW(lbl, e.weights);
+    if (e.mixed) snprintf(lbl, sizeof lbl, "master weights (fp32%s)", zs);
+    else snprintf(lbl, sizeof lbl, "master weights (none: the weights are fp32)");
+    MEM_ROW(lbl, e.masters);
+    MEM_ROW("gradients (fp32)", e.grads);
+    snprintf(lbl, sizeof lbl, "Adam moments (fp32 m, v%s)", zs);
+    MEM_ROW(lbl, e.adam);
+    snprintf(lbl, sizeof lbl, "activations (%d x %d tokens, recompute %s)", d->micro_batch,
+             d->seq_length, c->train.recompute ? "on" : "off");
+    MEM_ROW(lbl, e.activations);
+    snprintf(lbl, sizeof lbl, "  (not counted: with recompute %s)", c->train.recompute ? "off" : "on");
+    MEM_ROW(lbl, c->train.recompute ? e.act_stored : e.act_recompute);
+    MEM_ROW("workspace (grad scratch, GEMM, buckets, context)", e.workspace);
+    MEM_ROW("total", e.total);
+    fputc('\n', f);
+#undef MEM_ROW
+
+    // No data at hand: full rows of one seq-length sequence each (the attention-heaviest case).
+    double T = (double)d->global_batch * d->seq_length;
+    double n = d->seq_length;
+    double matmul = 6.0 * (double)nv_param_count_matmul(m) * T;
+    double attn = (T / n) * attn_flops_seq(m, (int64_t)n, ng, nl);
+    double heads = head_flops(m, T, d->mask_rate * T);
+    double total = matmul + attn + heads;
+    fprintf(f, "model FLOPs per step (rows full, one %d-token sequence each, mask-rate %g)\n",
+            d->seq_length, d->mask_rate);
+    fprintf(f, "  %-50s %9s\n", "tokens per step", commas(b1, sizeof b1, (int64_t)T));
+    fprintf(f, "  %-50s %9.3e\n", "layer matmuls 6 N T", matmul);
+    fprintf(f, "  %-50s %9.3e\n", "attention 12 d sum K", attn);
+    fprintf(f, "  %-50s %9.3e\n", "heads (MLM on selected, structure on all)", heads);
+    fprintf(f, "  %-50s %9.3e\n", "total", total);
+    fprintf(f, "  %-50s %9.3e\n", "per token", total / T);
+    if (c->train.device != NV_DEVICE_CPU) {
+        double ideal = total / (world * H100_PEAK_BF16);
+        fprintf(f, "  %-50s %9.3f\n", "step time (s) at 100% of H100 bf16 peak", ideal);
+        fprintf(f, "  %-50s %9.3f\n", "step time (s) at 40% MFU", ideal / 0.4);
+    }
+}

@@ -88,11 +88,13 @@ typedef struct nv_config {
 // Defaults (the 1.6B recipe's optimizer/data settings, a tiny model).
 void nv_config_defaults(nv_config *c);
 
-// Parse an INI file over the defaults, then apply overrides "section.key=value".
+// Reset c to the defaults, parse an INI file over them, then apply overrides
+// "section.key=value".
 // Returns 0, or -1 with one line in err ("FILE:LINE: [section] key: what is wrong").
 int nv_config_load(nv_config *c, const char *path, int n_overrides, char *const *overrides,
                    nv_error *err);
-// Parse INI text (for tests and fuzzing); `name` is used in messages.
+// Parse INI text over the current contents of c (for tests and fuzzing); `name` is used in
+// messages and stored in c->source.
 int nv_config_parse_string(nv_config *c, const char *text, const char *name, nv_error *err);
 // Apply one "section.key=value" override.
 int nv_config_override(nv_config *c, const char *arg, nv_error *err);
