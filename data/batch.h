@@ -59,8 +59,9 @@ void nv_mask_sequence_stats(const nv_mask_params *p, uint64_t epoch, uint64_t se
                             int32_t *struct_target, uint8_t *mlm_mask, uint8_t *struct_mask,
                             nv_mask_stats *st);
 
-// The loader: a global permutation per epoch, striped over the G = global-batch/micro-batch
-// micro-batch slots of a step; data rank r runs slots r*accum .. r*accum+accum-1.
+// The loader: a global permutation per epoch, dealt over the G = global-batch/micro-batch
+// micro-batch slots of a step (each sequence to the slot with the fewest tokens so far);
+// data rank r runs slots r*accum .. r*accum+accum-1. Rules in data/loader.c.
 // Its cursor is a few integers per slot; restoring it gives the identical stream.
 // Packing looks ahead NV_LOADER_LOOKAHEAD stripe positions for a sequence that fits the
 // rest of a row, so a slot's state is its first unconsumed stripe position plus a bitmask
@@ -92,4 +93,6 @@ int nv_loader_accum(const nv_loader *l); // micro-batches per rank per step
 const nv_batch *nv_loader_next(nv_loader *l);
 // Cursor at the current step boundary (only valid between global steps).
 void nv_loader_get_cursor(const nv_loader *l, nv_loader_cursor *cur);
+// Continue from a cursor (any data degree, same corpus and G). A cursor that does not fit
+// is refused with -1 and the loader restarts from its own last step boundary.
 int nv_loader_set_cursor(nv_loader *l, const nv_loader_cursor *cur, nv_error *err);

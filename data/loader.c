@@ -1,20 +1,25 @@
-// loader.c - the data loader of design section 7: epoch permutations, slot striping,
+// loader.c - the data loader of design section 7: epoch permutations, slot stripes,
 // packing, cropping, masking, and a prefetch thread.
 //
 // Rules (the contract of nv_loader_next):
 // - Epoch e has its own permutation of all sequence indices: Fisher-Yates keyed on
 //   (seed, "perm", e), the same on every rank.
-// - A global step has G = global-batch / micro-batch slots. Slot g's stripe in epoch e is
-//   perm[g], perm[g + G], perm[g + 2G], ...; each step the slot packs micro-batch rows from
-//   its own stripe, so a step's rows do not depend on the number of data ranks. Data rank r
-//   emits slots r*accum .. r*accum + accum - 1 (accum = G / dp_size) in order. Every rank
-//   follows every slot's packing (lengths only: cheap) so that it knows when the epoch ends
-//   and its cursor holds all slots, which is what lets a run resume at another data degree.
+// - A global step has G = global-batch / micro-batch slots. The permutation is dealt to the
+//   slots in order, each sequence to the slot with the fewest tokens dealt so far (ties to
+//   the lowest g): a stripe of about n/G sequences per slot, like round-robin, but with token
+//   totals equal to within one sequence, so that all slots run out at the same step and
+//   the epoch's tail wastes at most about one row per slot (round-robin striping left
+//   ~2.5% pads at the end of each epoch of 200k sequences). Each step every slot packs its
+//   micro-batch rows from its own stripe, so a step's rows do not depend on the number of
+//   data ranks. Data rank r emits slots r*accum .. r*accum + accum - 1 (accum = G / dp_size)
+//   in order. Every rank follows every slot's packing (lengths only: cheap) so that it knows
+//   when the epoch ends and its cursor holds all slots, which is what lets a run resume at
+//   another data degree.
 // - Packing: a row is filled with `<cls> seq <eos>` segments (sequences longer than
 //   seq-length - 2 cropped to a window drawn per (seed, "crop", epoch, index)). The next
 //   segment is the first not yet consumed sequence, within the next NV_LOADER_LOOKAHEAD
 //   stripe positions from the slot's first unconsumed one, that fits the rest of the row
-//   (first fit over a bounded window: plain greedy packing left ~15% pads on RNAcentral-like
+//   (first fit over a bounded window: plain greedy packing left ~23% pads on RNAcentral-like
 //   lengths). When none fits the row is closed with pads; when the micro-batch's rows are
 //   full the slot's step ends and its unconsumed sequences wait for its next step. A new row
 //   always takes the slot's first unconsumed sequence, so no sequence waits longer than a
@@ -22,9 +27,11 @@
 // - Epoch boundary: a slot whose stripe is exhausted emits all-pad rows for the rest of the
 //   epoch; when, at the end of a step, every slot is exhausted, the next step starts epoch
 //   e + 1 with every slot at position 0. So each sequence appears exactly once per epoch
-//   across all slots; only the last steps of an epoch carry some all-pad rows.
+//   across all slots; only the last step or so of an epoch carries some all-pad rows.
 // - Cursor: at a step boundary, (epoch, step, per slot: first unconsumed stripe position and
 //   the bitmask of later positions consumed out of order). Restoring it reproduces the stream.
+// Memory: the permutation (uint32, or uint64 past 2^32 sequences) and the packed lengths,
+// O(n_seqs); about twice that while an epoch's permutation is being dealt.
 #include "data/batch.h"
 
 #include <pthread.h>
@@ -45,6 +52,7 @@ typedef struct gen_state {
     uint32_t *perm32;       // permutation (n < 2^32) ...
     uint64_t *perm64;       // ... or this one
     uint32_t *plen;         // [n] packed length (cropped) of perm[i]
+    uint64_t *slot_start;   // [G+1] slot g's stripe is perm[slot_start[g] .. slot_start[g+1])
 } gen_state;
 
 struct nv_loader {
@@ -79,7 +87,7 @@ static inline uint64_t perm_at(const nv_loader *l, uint64_t i) {
 }
 
 static inline uint64_t stripe_len(const nv_loader *l, int g) {
-    return (uint64_t)g < l->n ? (l->n - (uint64_t)g + (uint64_t)l->G - 1) / (uint64_t)l->G : 0;
+    return l->gs.slot_start[g + 1] - l->gs.slot_start[g];
 }
 
 // Uniform in [0, bound) for bounds beyond 32 bits too.
@@ -90,6 +98,57 @@ static uint64_t below64(nv_rng_stream *s, uint64_t bound) {
         uint64_t x = ((uint64_t)nv_rng_u32(s) << 32) | nv_rng_u32(s);
         if (x < lim) return x % bound;
     }
+}
+
+// Deal the permutation to the slots, each sequence to the least loaded slot (tokens dealt
+// so far, ties to the lowest g), and regroup perm/plen so that each slot's stripe is
+// contiguous and in permutation order.
+static void deal(nv_loader *l) {
+    gen_state *gs = &l->gs;
+    const int G = l->G;
+    const uint64_t n = l->n;
+    uint16_t *own = nv_malloc(n * sizeof(uint16_t)); // G <= NV_CURSOR_MAX < 65536
+    uint64_t *load = nv_calloc((size_t)G, sizeof(uint64_t));
+    int *heap = nv_malloc(sizeof(int) * (size_t)G);
+    for (int g = 0; g < G; g++) heap[g] = g; // all loads 0: already a heap in g order
+#define LESS(a, b) (load[a] < load[b] || (load[a] == load[b] && (a) < (b)))
+    memset(gs->slot_start, 0, sizeof(uint64_t) * (size_t)(G + 1));
+    for (uint64_t i = 0; i < n; i++) {
+        int g = heap[0];
+        own[i] = (uint16_t)g;
+        gs->slot_start[g + 1]++;
+        load[g] += gs->plen[i] + 2;
+        int k = 0; // sift down
+        for (;;) {
+            int c = 2 * k + 1;
+            if (c >= G) break;
+            if (c + 1 < G && LESS(heap[c + 1], heap[c])) c++;
+            if (!LESS(heap[c], heap[k])) break;
+            int t = heap[c]; heap[c] = heap[k]; heap[k] = t;
+            k = c;
+        }
+    }
+#undef LESS
+    for (int g = 0; g < G; g++) gs->slot_start[g + 1] += gs->slot_start[g];
+    uint64_t *fill = load; // reuse: next free position per slot
+    for (int g = 0; g < G; g++) fill[g] = gs->slot_start[g];
+    uint32_t *plen2 = nv_malloc(n * sizeof(uint32_t));
+    if (gs->perm32) {
+        uint32_t *p2 = nv_malloc(n * sizeof(uint32_t));
+        for (uint64_t i = 0; i < n; i++) { uint64_t k = fill[own[i]]++; p2[k] = gs->perm32[i]; plen2[k] = gs->plen[i]; }
+        free(gs->perm32);
+        gs->perm32 = p2;
+    } else {
+        uint64_t *p2 = nv_malloc(n * sizeof(uint64_t));
+        for (uint64_t i = 0; i < n; i++) { uint64_t k = fill[own[i]]++; p2[k] = gs->perm64[i]; plen2[k] = gs->plen[i]; }
+        free(gs->perm64);
+        gs->perm64 = p2;
+    }
+    free(gs->plen);
+    gs->plen = plen2;
+    free(own);
+    free(load);
+    free(heap);
 }
 
 // The permutation of epoch e and the packed lengths in its order.
@@ -115,6 +174,7 @@ static void ensure_perm(nv_loader *l) {
         uint64_t len = nv_corpus_len(l->c, perm_at(l, i));
         g->plen[i] = (uint32_t)(len < (uint64_t)l->max_len ? len : (uint64_t)l->max_len);
     }
+    deal(l);
     g->perm_epoch = g->epoch;
 }
 
@@ -127,7 +187,7 @@ static int pack_row(nv_loader *l, int g, uint64_t *out) {
     uint64_t q = pos;
     while (q < ng && q - pos < NV_LOADER_LOOKAHEAD && room >= 2) {
         if (q > pos && ((done >> (q - pos - 1)) & 1)) { q++; continue; }
-        uint64_t pi = (uint64_t)g + q * (uint64_t)l->G;
+        uint64_t pi = l->gs.slot_start[g] + q;
         int need = (int)l->gs.plen[pi] + 2;
         if (need > room) { q++; continue; }
         out[nseg++] = pi;
@@ -347,6 +407,7 @@ nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, in
     if (l->n <= 0xFFFFFFFFull) l->gs.perm32 = nv_malloc(l->n * sizeof(uint32_t));
     else l->gs.perm64 = nv_malloc(l->n * sizeof(uint64_t));
     l->gs.plen = nv_malloc(l->n * sizeof(uint32_t));
+    l->gs.slot_start = nv_calloc((size_t)G + 1, sizeof(uint64_t));
     l->scratch_idx = nv_malloc((size_t)l->seq_len * sizeof(uint64_t));
     l->last = cursor_new();
     fill_cursor(l, l->last);
@@ -399,6 +460,7 @@ void nv_loader_free(nv_loader *l) {
     free(l->gs.perm32);
     free(l->gs.perm64);
     free(l->gs.plen);
+    free(l->gs.slot_start);
     free(l->scratch_idx);
     free(l->last);
     free(l);
@@ -441,24 +503,31 @@ int nv_loader_set_cursor(nv_loader *l, const nv_loader_cursor *cur, nv_error *er
     if (cur->n_slots != l->G)
         return nv_seterr(err, "loader cursor: %d slots, but this run has %d (global-batch / micro-batch "
                          "changed)", cur->n_slots, l->G);
-    for (int g = 0; g < l->G; g++) {
+    stop_producer(l);
+    l->gs.epoch = cur->epoch;
+    ensure_perm(l); // the stripes of the cursor's epoch, to check the positions against
+    const nv_loader_cursor *use = cur;
+    int rc = 0;
+    for (int g = 0; g < l->G && rc == 0; g++) {
         uint64_t ng = stripe_len(l, g), p = cur->slot_pos[g], m = cur->slot_done[g];
         // done bits may only name stripe positions p+1 .. ng-1, and bit 63 is never used
         uint64_t avail = p < ng ? ng - p - 1 : 0;
-        if (p > ng || (avail < 63 && (m >> avail)) || (m >> 63))
-            return nv_seterr(err, "loader cursor: slot %d at position %llu (done mask %llx) is outside its "
-                             "stripe of %llu sequences (another corpus?)", g, (unsigned long long)p,
-                             (unsigned long long)m, (unsigned long long)ng);
+        if (p > ng || (avail < 63 && (m >> avail)) || (m >> 63)) {
+            rc = nv_seterr(err, "loader cursor: slot %d at position %llu (done mask %llx) is outside its "
+                           "stripe of %llu sequences (another corpus?)", g, (unsigned long long)p,
+                           (unsigned long long)m, (unsigned long long)ng);
+            use = l->last; // refused: restart from the last step boundary instead
+        }
     }
-    stop_producer(l);
-    l->gs.epoch = cur->epoch;
-    l->gs.step = cur->step;
+    l->gs.epoch = use->epoch;
+    l->gs.step = use->step;
     l->gs.mb_in_step = 0;
-    memcpy(l->gs.slot_pos, cur->slot_pos, sizeof(uint64_t) * (size_t)l->G);
-    memcpy(l->gs.slot_done, cur->slot_done, sizeof(uint64_t) * (size_t)l->G);
+    memcpy(l->gs.slot_pos, use->slot_pos, sizeof(uint64_t) * (size_t)l->G);
+    memcpy(l->gs.slot_done, use->slot_done, sizeof(uint64_t) * (size_t)l->G);
+    ensure_perm(l);
     maybe_next_epoch(l);
     fill_cursor(l, l->last);
     l->consumed = 0;
     start_producer(l);
-    return 0;
+    return rc;
 }
