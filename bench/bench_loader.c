@@ -297,7 +297,7 @@ int main(int argc, char **argv) {
         if (la) { if (fgets(loadavg, 15, la)) loadavg[strcspn(loadavg, "\n")] = 0; fclose(la); }
         FILE *f = fopen(path, "w");
         if (!f) { fprintf(stderr, "bench_loader: cannot write %s\n", path); return 1; }
-        fprintf(f, "# Loader benchmark, %s\n\n- machine: %s (one core per case; prefetch case uses a second thread)\n"
+        fprintf(f, "# Loader benchmark, %s\n\n- machine: %s (one core per case; prefetch case uses a second thread); load average at start %s\n"
                    "- commit: %s\n- config: seq-length 1024, micro-batch 8, global-batch 256 (16 for the FASTA), "
                    "mask-rate 0.15, span-fraction 0.5, span-p 0.2, span-max 10, pair-mask-rate 0.5, "
                    "struct-hide-rate 0.5, lookahead %d\n- data: %s%s\n\n%s\n"
