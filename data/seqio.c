@@ -95,6 +95,14 @@ int nv_ss_balance(const uint8_t *ss, uint64_t len, uint64_t *bad_pos) {
 // ---------------------------------------------------------------------------------------
 // line reader
 
+// zlib's messages start with the file name; ours already do.
+static const char *gz_msg(nv_seqreader *r, int *code) {
+    const char *m = gzerror(r->gz, code);
+    size_t n = strlen(r->path);
+    if (strncmp(m, r->path, n) == 0 && m[n] == ':') m += n + 1 + (m[n + 1] == ' ');
+    return m;
+}
+
 // Read more input after `end`, moving the unread part [line_start, end) to the front.
 static int refill(nv_seqreader *r, nv_error *err) {
     if (r->line_start > 0) {
@@ -112,14 +120,14 @@ static int refill(nv_seqreader *r, nv_error *err) {
     int n = gzread(r->gz, r->buf + r->end, (unsigned)(r->cap - r->end > (1u << 30) ? (1u << 30) : r->cap - r->end));
     if (n < 0) {
         int code;
-        const char *m = gzerror(r->gz, &code);
+        const char *m = gz_msg(r, &code);
         return nv_seterr(err, "%s: line %llu: read error: %s%s", r->path, (unsigned long long)r->lineno + 1,
                          code == Z_ERRNO ? strerror(errno) : m, code == Z_ERRNO ? "" : " (damaged or truncated gzip file?)");
     }
     if (n == 0) {
         // zlib reports a truncated gzip stream at the end rather than as a read error
         int code;
-        const char *m = gzerror(r->gz, &code);
+        const char *m = gz_msg(r, &code);
         if (code != Z_OK && code != Z_STREAM_END)
             return nv_seterr(err, "%s: line %llu: read error: %s (damaged or truncated gzip file?)", r->path,
                              (unsigned long long)r->lineno + 1, m);

@@ -65,8 +65,8 @@ static int write_1d(hid_t f, const char *name, hid_t file_type, hid_t mem_type, 
     hid_t sp = H5Screate_simple(1, dims, maxdims);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     int rc = -1;
-    if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0 &&
-        H5Pset_deflate(dcpl, 1) >= 0) {
+    if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, chunk) >= 0 && H5Pset_deflate(dcpl, 1) >= 0 &&
+        H5Pset_fletcher32(dcpl) >= 0) { // checksum last: verified before inflating
         hid_t d = H5Dcreate2(f, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         if (d >= 0) {
             rc = (n == 0 || H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0) ? 0 : -1;
@@ -250,8 +250,7 @@ static int read_1d(shard_rd *r, const char *name, hid_t d, hid_t mem_type, uint6
 static int check_contents(shard_rd *r, const nv_corpus *c) {
     if (c->offsets[0] != 0)
         return nv_seterr(r->err, "%s: /offsets[0] is %llu, expected 0", r->path, (unsigned long long)c->offsets[0]);
-    uint64_t with_ss = 0;
-    for (uint64_t i = 0; i < c->n_seqs; i++) {
+    for (uint64_t i = 0; i < c->n_seqs; i++) { // the offsets first: the contents rely on them
         uint64_t a = c->offsets[i], b = c->offsets[i + 1];
         if (b < a)
             return nv_seterr(r->err, "%s: /offsets decrease at sequence %llu (%llu then %llu)", r->path,
@@ -259,6 +258,13 @@ static int check_contents(shard_rd *r, const nv_corpus *c) {
         if (b > c->n_tokens)
             return nv_seterr(r->err, "%s: /offsets[%llu] = %llu is past n_tokens = %llu", r->path,
                              (unsigned long long)(i + 1), (unsigned long long)b, (unsigned long long)c->n_tokens);
+    }
+    if (c->offsets[c->n_seqs] != c->n_tokens)
+        return nv_seterr(r->err, "%s: last offset is %llu, expected n_tokens = %llu", r->path,
+                         (unsigned long long)c->offsets[c->n_seqs], (unsigned long long)c->n_tokens);
+    uint64_t with_ss = 0;
+    for (uint64_t i = 0; i < c->n_seqs; i++) {
+        uint64_t a = c->offsets[i], b = c->offsets[i + 1];
         int known = 0;
         for (uint64_t k = a; k < b; k++) {
             uint8_t t = c->tokens[k], s = c->structure[k];
@@ -277,9 +283,6 @@ static int check_contents(shard_rd *r, const nv_corpus *c) {
                              pos < b - a ? nv_char_from_ss(c->structure[a + pos]) : '?');
         with_ss += (uint64_t)known;
     }
-    if (c->offsets[c->n_seqs] != c->n_tokens)
-        return nv_seterr(r->err, "%s: last offset is %llu, expected n_tokens = %llu", r->path,
-                         (unsigned long long)c->offsets[c->n_seqs], (unsigned long long)c->n_tokens);
     if (with_ss != c->n_with_structure)
         return nv_seterr(r->err, "%s: attribute n_with_structure = %llu but %llu sequences have a structure",
                          r->path, (unsigned long long)c->n_with_structure, (unsigned long long)with_ss);
