@@ -57,7 +57,7 @@ extern "C" const nv_backend *nv_backend_cuda(const char **why) {
     if (e != cudaSuccess) {
         snprintf(reason, sizeof reason, "no usable CUDA device: cudaGetDeviceCount: %s",
                  cudaGetErrorString(e));
-        (void)cudaGetLastError(); // clear the sticky-free error so later probes start clean
+        (void)cudaGetLastError(); // clear it, so a later CUDA call does not report it again
         if (why) *why = reason;
         return NULL;
     }
@@ -72,7 +72,7 @@ extern "C" const nv_backend *nv_backend_cuda(const char **why) {
     CUDA_CHECK(cudaGetDeviceProperties(&prop, c->device));
     if (prop.major < 8) {
         snprintf(reason, sizeof reason,
-                 "CUDA device %d (%s) is sm_%d%d; the CUDA backend needs sm_80 or newer (bf16)",
+                 "CUDA device %d (%.64s) is sm_%d%d; the CUDA backend needs sm_80 or newer (bf16)",
                  c->device, prop.name, prop.major, prop.minor);
         if (why) *why = reason;
         return NULL;
