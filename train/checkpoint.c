@@ -1,0 +1,1185 @@
+// checkpoint.c - save, verify and load checkpoints of logical tensors (design section 9).
+//
+// Files hold slices of local tensors tagged with their layout; loading rebuilds the saved
+// layout's parameter tables from the stored config and maps every element through its full
+// index, so any (tensor, data, zero1) layout loads any other. Integrity is end to end: the
+// manifest lists each file's size and CRC32 and is written last, so a step dir with a
+// manifest is complete; HDF5 Fletcher32 guards each chunk on top.
+#include "train/checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#define FORMAT_NAME "nvwa-checkpoint"
+#define FORMAT_VERSION 1
+#define CHUNK_ELEMS ((size_t)1 << 20) // 4 MiB chunks: Fletcher32 granularity, fast I/O
+
+// ---------------------------------------------------------------------------------------
+// small helpers
+
+// HDF5 prints its error stack by default; we report one line of our own instead, and give
+// the caller's handler back on the way out.
+typedef struct h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+static h5_quiet h5_quiet_begin(void) {
+    h5_quiet q = {NULL, NULL};
+    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+static void h5_quiet_end(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
+
+static const char *base_name(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--; // "dir/" names dir
+    const char *b = path + n;
+    while (b > path && b[-1] != '/') b--;
+    return b;
+}
+
+// "step_00001000" -> 1000; -1 for anything else (".tmp" dirs included).
+static long step_of_name(const char *name) {
+    if (strncmp(name, "step_", 5) != 0) return -1;
+    const char *p = name + 5;
+    size_t nd = strspn(p, "0123456789");
+    if (nd == 0 || p[nd] != 0) return -1;
+    return strtol(p, NULL, 10);
+}
+
+static int path_join(char *out, size_t n, const char *a, const char *b, nv_error *err) {
+    if (snprintf(out, n, "%s/%s", a, b) >= (int)n)
+        return nv_seterr(err, "%s/%s: path too long (max %zu)", a, b, n - 1);
+    return 0;
+}
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+static int is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+static int has_manifest(const char *dir) {
+    char p[NV_PATH_MAX + 400];
+    snprintf(p, sizeof p, "%s/manifest.ini", dir);
+    return is_file(p);
+}
+
+// A rename or create inside dir is durable only once dir itself is fsynced.
+static int fsync_dir(const char *dir, nv_error *err) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return nv_seterr(err, "%s: cannot open directory to fsync: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && e != EINVAL) // some file systems cannot fsync a directory: not an error
+        return nv_seterr(err, "%s: fsync of directory failed: %s\n---> HINT: check the file system "
+                              "holding [checkpoint] dir", dir, strerror(e));
+    return 0;
+}
+
+static int mkdir_p(const char *path, nv_error *err) {
+    char buf[NV_PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return nv_seterr(err, "%s: path too long", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return nv_seterr(err, "%s: cannot create directory: %s\n---> HINT: check "
+                                      "[checkpoint] dir and its permissions", buf, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    if (!is_dir(path)) return nv_seterr(err, "%s: exists and is not a directory", path);
+    return 0;
+}
+
+// Checkpoint dirs are flat: files only.
+static int rm_dir_flat(const char *dir, nv_error *err) {
+    DIR *dd = opendir(dir);
+    if (!dd) return nv_seterr(err, "%s: cannot open directory to remove it: %s", dir, strerror(errno));
+    struct dirent *e;
+    char p[NV_PATH_MAX + 300];
+    int rc = 0;
+    while ((e = readdir(dd))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (unlink(p) != 0 && rc == 0)
+            rc = nv_seterr(err, "%s: cannot remove: %s", p, strerror(errno));
+    }
+    closedir(dd);
+    if (rc == 0 && rmdir(dir) != 0)
+        rc = nv_seterr(err, "%s: cannot remove directory: %s", dir, strerror(errno));
+    return rc;
+}
+
+int nv_ckpt_file_crc(const char *path, uint32_t *crc, uint64_t *size, nv_error *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return nv_seterr(err, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = (size_t)4 << 20;
+    unsigned char *buf = nv_malloc(cap);
+    uLong c = crc32(0L, Z_NULL, 0);
+    uint64_t total = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf, cap);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            rc = nv_seterr(err, "%s: read failed: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0) break;
+        c = crc32(c, buf, (uInt)r);
+        total += (uint64_t)r;
+    }
+    free(buf);
+    close(fd);
+    *crc = (uint32_t)c;
+    *size = total;
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------
+// HDF5 slices
+
+static int attr_i64(hid_t loc, const char *name, const int64_t *v, hsize_t n) {
+    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+    if (sp < 0) return -1;
+    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, v) >= 0) ? 0 : -1;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+static int attr_str(hid_t loc, const char *name, const char *v) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0) return -1;
+    hid_t sp = H5Screate(H5S_SCALAR);
+    int rc = -1;
+    if (sp >= 0 && H5Tset_size(t, strlen(v) + 1) >= 0) {
+        hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+        if (a >= 0) {
+            rc = H5Awrite(a, t, v) >= 0 ? 0 : -1;
+            H5Aclose(a);
+        }
+    }
+    if (sp >= 0) H5Sclose(sp);
+    H5Tclose(t);
+    return rc;
+}
+
+// Reads up to n int64 values of an attribute; -1 when missing or not n values.
+static int read_attr_i64(hid_t loc, const char *name, int64_t *v, int n) {
+    if (H5Aexists(loc, name) <= 0) return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t sp = H5Aget_space(a);
+    hssize_t k = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    int rc = (k == n && H5Aread(a, H5T_NATIVE_INT64, v) >= 0) ? 0 : -1;
+    if (sp >= 0) H5Sclose(sp);
+    H5Aclose(a);
+    return rc;
+}
+
+// One chunked, Fletcher32-checked 1-D float32 dataset: elements [start, start+count) of
+// tensor p's local part at (tp_rank, tp_size).
+static int write_slice(hid_t loc, const char *file, const nv_param *p, int tp_rank, int tp_size,
+                       size_t start, size_t count, const float *x, nv_error *err) {
+    hsize_t dims[1] = {count}, chunk[1] = {count < CHUNK_ELEMS ? count : CHUNK_ELEMS};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t ds = -1;
+    int rc = -1;
+    if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0)
+        ds = H5Dcreate2(loc, p->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0) {
+        int64_t shape[2] = {p->full[0], p->full[1]}, local[2] = {p->local[0], p->local[1]};
+        int64_t v[4] = {tp_size, tp_rank, (int64_t)start, (int64_t)count};
+        rc = attr_i64(ds, "full_shape", shape, (hsize_t)p->ndim) | attr_i64(ds, "local_shape", local, (hsize_t)p->ndim) |
+             attr_i64(ds, "tp_size", &v[0], 1) | attr_i64(ds, "tp_rank", &v[1], 1) |
+             attr_i64(ds, "local_start", &v[2], 1) | attr_i64(ds, "count", &v[3], 1);
+    }
+    if (ds >= 0) H5Dclose(ds);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (sp >= 0) H5Sclose(sp);
+    if (rc) return nv_seterr(err, "%s: cannot write dataset %s (%zu floats)\n---> HINT: is the "
+                                  "disk full? check [checkpoint] dir", file, p->name, count);
+    return 0;
+}
+
+typedef struct slice_info {
+    int64_t tp_size, tp_rank, start, count;
+} slice_info;
+
+// Opens dataset name in loc and checks its tags against the source table's tensor.
+static hid_t open_slice(hid_t loc, const char *file, const char *name, const nv_param *sp,
+                        int tp_rank, int tp_size, slice_info *si, nv_error *err) {
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0) {
+        nv_seterr(err, "%s: cannot open dataset %s", file, name);
+        return -1;
+    }
+    int64_t shape[2] = {0, 1};
+    hid_t space = H5Dget_space(ds);
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    if (space >= 0) H5Sclose(space);
+    if (read_attr_i64(ds, "full_shape", shape, sp->ndim) || read_attr_i64(ds, "tp_size", &si->tp_size, 1) ||
+        read_attr_i64(ds, "tp_rank", &si->tp_rank, 1) || read_attr_i64(ds, "local_start", &si->start, 1) ||
+        read_attr_i64(ds, "count", &si->count, 1)) {
+        nv_seterr(err, "%s: dataset %s: missing or bad attributes (full_shape, tp_size, tp_rank, "
+                       "local_start, count)", file, name);
+    } else if (shape[0] != sp->full[0] || shape[1] != sp->full[1] || si->tp_size != tp_size ||
+               si->tp_rank != tp_rank || si->start < 0 || si->count != n ||
+               (size_t)(si->start + si->count) > sp->numel) {
+        nv_seterr(err, "%s: dataset %s: tags (full shape %" PRId64 "x%" PRId64 ", tp %" PRId64 "/%" PRId64
+                       ", slice %" PRId64 "+%" PRId64 " of %zu, %lld stored) disagree with the manifest",
+                  file, name, shape[0], shape[1], si->tp_rank, si->tp_size, si->start, si->count,
+                  sp->numel, (long long)n);
+    } else {
+        return ds;
+    }
+    H5Dclose(ds);
+    return -1;
+}
+
+static int read_floats(hid_t ds, const char *file, const char *name, float *x, nv_error *err) {
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        return nv_seterr(err, "%s: dataset %s: read failed (Fletcher32 checksum mismatch or I/O "
+                              "error)\n---> HINT: the file is damaged; use an older checkpoint",
+                         file, name);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// writing
+
+int nv_ckpt_begin(const char *root, long step, char *tmp_dir, size_t n, nv_error *err) {
+    if (mkdir_p(root, err)) return -1;
+    if (snprintf(tmp_dir, n, "%s/step_%08ld.tmp", root, step) >= (int)n)
+        return nv_seterr(err, "%s: checkpoint path too long", root);
+    // a crash in an earlier save of this step may have left it
+    if (is_dir(tmp_dir) && rm_dir_flat(tmp_dir, err)) return -1;
+    if (mkdir(tmp_dir, 0755) != 0)
+        return nv_seterr(err, "%s: cannot create: %s\n---> HINT: check [checkpoint] dir and its "
+                              "permissions", tmp_dir, strerror(errno));
+    return 0;
+}
+
+// fsync a finished file and take its CRC32 and size in the same pass.
+static int finish_file(const char *dir, const char *name, nv_ckpt_file *f, nv_error *err) {
+    char path[NV_PATH_MAX + 80];
+    if (path_join(path, sizeof path, dir, name, err)) return -1;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return nv_seterr(err, "%s: cannot reopen: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    if (rc != 0) return nv_seterr(err, "%s: fsync failed: %s", path, strerror(e));
+    snprintf(f->name, sizeof f->name, "%s", name);
+    return nv_ckpt_file_crc(path, &f->crc32, &f->size, err);
+}
+
+static hid_t create_file(const char *path, const char *kind, long step, nv_error *err) {
+    hid_t f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        nv_seterr(err, "%s: cannot create HDF5 file\n---> HINT: check free space and permissions "
+                       "of [checkpoint] dir", path);
+        return -1;
+    }
+    int64_t st = step, ver = FORMAT_VERSION;
+    if (attr_str(f, "format", FORMAT_NAME) || attr_str(f, "kind", kind) ||
+        attr_i64(f, "version", &ver, 1) || attr_i64(f, "step", &st, 1)) {
+        H5Fclose(f);
+        nv_seterr(err, "%s: cannot write file attributes", path);
+        return -1;
+    }
+    return f;
+}
+
+static int write_model_file(const char *dir, const nv_ckpt_state *s, nv_ckpt_file *out,
+                            nv_error *err) {
+    const nv_param_table *t = s->t;
+    char name[64], path[NV_PATH_MAX + 80];
+    snprintf(name, sizeof name, "model_tp%d.h5", t->tp_rank);
+    if (path_join(path, sizeof path, dir, name, err)) return -1;
+    hid_t f = create_file(path, "model", s->step, err);
+    if (f < 0) return -1;
+    int rc = 0;
+    for (int k = 0; k < t->n && !rc; k++)
+        rc = write_slice(f, path, &t->p[k], t->tp_rank, t->tp_size, 0, t->p[k].numel,
+                         s->master + t->p[k].offset, err);
+    if (H5Fclose(f) < 0 && !rc) rc = nv_seterr(err, "%s: close failed (disk full?)", path);
+    return rc ? rc : finish_file(dir, name, out, err);
+}
+
+static int write_optim_file(const char *dir, const nv_ckpt_state *s, int dp_rank, int dp_size,
+                            nv_ckpt_file *out, nv_error *err) {
+    const nv_param_table *t = s->t;
+    char name[64], path[NV_PATH_MAX + 80];
+    snprintf(name, sizeof name, "optim_tp%d_dp%d.h5", t->tp_rank, dp_rank);
+    if (path_join(path, sizeof path, dir, name, err)) return -1;
+    hid_t f = create_file(path, "optim", s->step, err);
+    if (f < 0) return -1;
+    int64_t sh[4] = {(int64_t)s->shard_lo, (int64_t)s->shard_hi, dp_rank, dp_size};
+    int rc = 0;
+    if (attr_i64(f, "shard", sh, 2) || attr_i64(f, "dp_rank", &sh[2], 1) || attr_i64(f, "dp_size", &sh[3], 1))
+        rc = nv_seterr(err, "%s: cannot write file attributes", path);
+    for (int g = 0; g < 2 && !rc; g++) {
+        const float *x = g ? s->adam_v : s->adam_m;
+        hid_t grp = H5Gcreate2(f, g ? "v" : "m", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (grp < 0) {
+            rc = nv_seterr(err, "%s: cannot create group /%s", path, g ? "v" : "m");
+            break;
+        }
+        // each tensor's part inside [shard_lo, shard_hi); padding between tensors is not stored
+        for (int k = 0; k < t->n && !rc; k++) {
+            const nv_param *p = &t->p[k];
+            size_t lo = s->shard_lo > p->offset ? s->shard_lo : p->offset;
+            size_t hi = s->shard_hi < p->offset + p->numel ? s->shard_hi : p->offset + p->numel;
+            if (lo >= hi) continue;
+            rc = write_slice(grp, path, p, t->tp_rank, t->tp_size, lo - p->offset, hi - lo,
+                             x + (lo - s->shard_lo), err);
+        }
+        H5Gclose(grp);
+    }
+    if (H5Fclose(f) < 0 && !rc) rc = nv_seterr(err, "%s: close failed (disk full?)", path);
+    return rc ? rc : finish_file(dir, name, out, err);
+}
+
+int nv_ckpt_write_files(const char *tmp_dir, const nv_ckpt_state *s, int dp_rank, int dp_size,
+                        nv_ckpt_file out[2], int *n_out, nv_error *err) {
+    *n_out = 0;
+    if (s->shard_lo > s->shard_hi || s->shard_hi > s->t->total)
+        return nv_seterr(err, "checkpoint save: shard [%zu, %zu) outside the %zu parameters",
+                         s->shard_lo, s->shard_hi, s->t->total);
+    if (!s->zero1 && (s->shard_lo != 0 || s->shard_hi != s->t->total))
+        return nv_seterr(err, "checkpoint save: without zero1 the moments must cover all %zu "
+                              "parameters (have [%zu, %zu))", s->t->total, s->shard_lo, s->shard_hi);
+    h5_quiet q = h5_quiet_begin();
+    int rc = 0;
+    if (dp_rank == 0) {
+        rc = write_model_file(tmp_dir, s, &out[*n_out], err);
+        if (!rc) (*n_out)++;
+    }
+    if (!rc && s->adam_m && s->adam_v && (s->zero1 || dp_rank == 0)) {
+        rc = write_optim_file(tmp_dir, s, dp_rank, dp_size, &out[*n_out], err);
+        if (!rc) (*n_out)++;
+    }
+    h5_quiet_end(q);
+    return rc;
+}
+
+static void write_list_u64(FILE *f, const char *key, const uint64_t *v, int n) {
+    // libinih reads lines of at most 200 characters: 6 values a line, keyed by first index
+    for (int i = 0; i < n; i += 6) {
+        fprintf(f, "%s.%d = ", key, i);
+        for (int j = i; j < n && j < i + 6; j++)
+            fprintf(f, "%s%llu", j > i ? "," : "", (unsigned long long)v[j]);
+        fputc('\n', f);
+    }
+}
+
+static int cmp_file(const void *a, const void *b) {
+    return strcmp(((const nv_ckpt_file *)a)->name, ((const nv_ckpt_file *)b)->name);
+}
+
+static int write_manifest(const char *dir, const nv_config *cfg, const nv_ckpt_state *s,
+                          int tensor, int data, int zero1, nv_ckpt_file *files, int n_files,
+                          nv_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return nv_seterr(err, "open_memstream failed: %s", strerror(errno));
+    int moments = 0;
+    for (int i = 0; i < n_files; i++) moments |= !strncmp(files[i].name, "optim_", 6);
+    fprintf(f, "; nvwa checkpoint manifest: written after every file below was complete\n");
+    fprintf(f, "[manifest]\nformat = %s\nversion = %d\nstep = %ld\n\n", FORMAT_NAME,
+            FORMAT_VERSION, s->step);
+    fprintf(f, "[layout]\ntensor = %d\ndata = %d\nzero1 = %s\nmoments = %s\n\n", tensor, data,
+            zero1 ? "true" : "false", moments ? "true" : "false");
+    const nv_loader_cursor *c = &s->cursor;
+    int ns = c->n_slots < 0 ? 0 : c->n_slots > NV_CURSOR_MAX ? NV_CURSOR_MAX : c->n_slots;
+    fprintf(f, "[cursor]\nepoch = %llu\nstep = %llu\nn_slots = %d\n",
+            (unsigned long long)c->epoch, (unsigned long long)c->step, ns);
+    write_list_u64(f, "slot_pos", c->slot_pos, ns);
+    write_list_u64(f, "slot_done", c->slot_done, ns);
+    fprintf(f, "\n[extra]\n");
+    for (int i = 0; i < NV_CKPT_EXTRA; i++)
+        fprintf(f, "e%d = %llu\n", i, (unsigned long long)s->extra[i]);
+    qsort(files, (size_t)n_files, sizeof *files, cmp_file);
+    fprintf(f, "\n[files]\n");
+    for (int i = 0; i < n_files; i++)
+        fprintf(f, "%s = 0x%08x %llu\n", files[i].name, files[i].crc32,
+                (unsigned long long)files[i].size);
+    fprintf(f, "\n[tensors]\n");
+    for (int k = 0; k < s->t->n; k++) {
+        const nv_param *p = &s->t->p[k];
+        if (p->ndim == 1) fprintf(f, "%s = %" PRId64 "\n", p->name, p->full[0]);
+        else fprintf(f, "%s = %" PRId64 ",%" PRId64 "\n", p->name, p->full[0], p->full[1]);
+    }
+    fprintf(f, "\n");
+    nv_config_write(cfg, f);
+    if (fclose(f) != 0) {
+        free(text);
+        return nv_seterr(err, "manifest: out of memory");
+    }
+    char path[NV_PATH_MAX + 80];
+    int rc = path_join(path, sizeof path, dir, "manifest.ini", err);
+    if (!rc) rc = nv_write_file_atomic(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+typedef struct step_ent {
+    long step;
+    char name[256];
+} step_ent;
+static int cmp_step(const void *a, const void *b) {
+    long x = ((const step_ent *)a)->step, y = ((const step_ent *)b)->step;
+    return (x > y) - (x < y);
+}
+
+// Complete step dirs of root (with a manifest), oldest first.
+static int list_steps(const char *root, step_ent **out, nv_error *err) {
+    *out = NULL;
+    DIR *dd = opendir(root);
+    if (!dd) return nv_seterr(err, "%s: cannot open checkpoint directory: %s", root, strerror(errno));
+    int n = 0, cap = 0;
+    struct dirent *e;
+    char p[NV_PATH_MAX + 300];
+    while ((e = readdir(dd))) {
+        long st = step_of_name(e->d_name);
+        if (st < 0 || strlen(e->d_name) >= 256) continue;
+        snprintf(p, sizeof p, "%s/%s", root, e->d_name);
+        if (!has_manifest(p)) continue;
+        if (n == cap) *out = nv_realloc(*out, sizeof **out * (size_t)(cap = cap ? 2 * cap : 16));
+        (*out)[n].step = st;
+        snprintf((*out)[n].name, sizeof (*out)[n].name, "%s", e->d_name);
+        n++;
+    }
+    closedir(dd);
+    if (n) qsort(*out, (size_t)n, sizeof **out, cmp_step);
+    return n;
+}
+
+// Old checkpoints beyond keep and stale *.tmp dirs; failures here only warn: the new
+// checkpoint is already in place.
+static void prune(const char *root, const char *newest, int keep) {
+    nv_error e;
+    DIR *dd = opendir(root);
+    if (dd) {
+        struct dirent *de;
+        char p[NV_PATH_MAX + 300];
+        // collect first: removing while reading a directory is unspecified
+        char (*stale)[256] = NULL;
+        int ns = 0;
+        while ((de = readdir(dd))) {
+            size_t L = strlen(de->d_name);
+            int tmp_dir = !strncmp(de->d_name, "step_", 5) && L > 4 && L < 256 &&
+                          !strcmp(de->d_name + L - 4, ".tmp");
+            int tmp_latest = !strncmp(de->d_name, "latest.tmp.", 11) && L < 256;
+            if (!tmp_dir && !tmp_latest) continue;
+            stale = nv_realloc(stale, sizeof *stale * (size_t)(ns + 1));
+            snprintf(stale[ns++], 256, "%s", de->d_name);
+        }
+        closedir(dd);
+        for (int i = 0; i < ns; i++) {
+            snprintf(p, sizeof p, "%s/%s", root, stale[i]);
+            int r = is_dir(p) ? rm_dir_flat(p, &e) : (unlink(p) == 0 ? 0 : nv_seterr(&e, "%s: %s", p, strerror(errno)));
+            if (r) fprintf(stderr, "nvwa: warning: removing stale %s failed: %s\n", p, e.msg);
+        }
+        free(stale);
+    }
+    if (keep <= 0) return;
+    step_ent *st = NULL;
+    int n = list_steps(root, &st, &e);
+    for (int i = 0; i + keep < n; i++) {
+        if (!strcmp(st[i].name, newest)) continue;
+        char p[NV_PATH_MAX + 300];
+        snprintf(p, sizeof p, "%s/%s", root, st[i].name);
+        if (rm_dir_flat(p, &e)) fprintf(stderr, "nvwa: warning: pruning %s failed: %s\n", p, e.msg);
+    }
+    free(st);
+    fsync_dir(root, &e);
+}
+
+int nv_ckpt_commit(const char *root, const char *tmp_dir, const nv_config *cfg,
+                   const nv_ckpt_state *s, int tensor, int data, int zero1,
+                   const nv_ckpt_file *files, int n_files, int keep, nv_error *err) {
+    nv_ckpt_file *fl = nv_malloc(sizeof *fl * (size_t)(n_files ? n_files : 1));
+    memcpy(fl, files, sizeof *fl * (size_t)n_files);
+    int rc = write_manifest(tmp_dir, cfg, s, tensor, data, zero1, fl, n_files, err);
+    free(fl);
+    if (rc || fsync_dir(tmp_dir, err)) return -1;
+    char final[NV_PATH_MAX], name[64], old[NV_PATH_MAX + 32];
+    snprintf(name, sizeof name, "step_%08ld", s->step);
+    if (path_join(final, sizeof final, root, name, err)) return -1;
+    // Saving a step again (resumed and saved at once): move the old one aside; it is
+    // removed with the stale dirs below.
+    if (is_dir(final)) {
+        snprintf(old, sizeof old, "%s.replaced.tmp", final);
+        if (is_dir(old) && rm_dir_flat(old, err)) return -1;
+        if (rename(final, old) != 0)
+            return nv_seterr(err, "%s: cannot move the old checkpoint aside: %s", final, strerror(errno));
+    }
+    if (rename(tmp_dir, final) != 0)
+        return nv_seterr(err, "%s -> %s: rename failed: %s", tmp_dir, final, strerror(errno));
+    if (fsync_dir(root, err)) return -1;
+    char latest[NV_PATH_MAX + 16], text[80];
+    if (path_join(latest, sizeof latest, root, "latest", err)) return -1;
+    int n = snprintf(text, sizeof text, "%s\n", name);
+    if (nv_write_file_atomic(latest, text, (size_t)n, err) || fsync_dir(root, err)) return -1;
+    prune(root, name, keep);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// collective save
+
+// Every rank returns the same code; the message of the lowest failing rank goes to all.
+static int agree(const nv_dist *d, int rc, nv_error *err) {
+    int me = rc ? d->rank : d->world, first = d->world;
+    NV_MPI_CHECK(d, MPI_Allreduce(&me, &first, 1, MPI_INT, MPI_MIN, d->comm_world));
+    if (first == d->world) return 0;
+    nv_error e;
+    memset(&e, 0, sizeof e);
+    if (d->rank == first && err) e = *err;
+    NV_MPI_CHECK(d, MPI_Bcast(e.msg, (int)sizeof e.msg, MPI_CHAR, first, d->comm_world));
+    if (err && d->rank != first) {
+        if (d->world > 1) nv_seterr(err, "rank %d: %s", first, e.msg);
+        else *err = e;
+    }
+    return -1;
+}
+
+typedef struct rank_files {
+    int n;
+    nv_ckpt_file f[2];
+} rank_files;
+
+int nv_ckpt_save(const char *root, const nv_dist *d, const nv_config *cfg,
+                 const nv_ckpt_state *s, int keep, nv_error *err) {
+    nv_error e;
+    e.msg[0] = 0;
+    int rc = 0;
+    long step0 = s->step;
+    NV_MPI_CHECK(d, MPI_Bcast(&step0, 1, MPI_LONG, 0, d->comm_world));
+    if (s->t->tp_rank != d->tp_rank || s->t->tp_size != d->tp_size)
+        rc = nv_seterr(&e, "checkpoint save: table is for tensor rank %d/%d, process is %d/%d",
+                       s->t->tp_rank, s->t->tp_size, d->tp_rank, d->tp_size);
+    else if (step0 != s->step)
+        rc = nv_seterr(&e, "checkpoint save: ranks disagree on the step (%ld here, %ld on rank 0)",
+                       s->step, step0);
+    if (agree(d, rc, &e)) goto fail;
+    char tmp[NV_PATH_MAX];
+    if (d->rank == 0) rc = nv_ckpt_begin(root, s->step, tmp, sizeof tmp, &e);
+    if (agree(d, rc, &e)) goto fail;
+    snprintf(tmp, sizeof tmp, "%s/step_%08ld.tmp", root, s->step);
+    rank_files mine;
+    memset(&mine, 0, sizeof mine);
+    rc = nv_ckpt_write_files(tmp, s, d->dp_rank, d->dp_size, mine.f, &mine.n, &e);
+    if (agree(d, rc, &e)) goto fail;
+    // every rank's files are complete and fsynced: rank 0 lists them in the manifest
+    rank_files *all = d->rank == 0 ? nv_malloc(sizeof *all * (size_t)d->world) : NULL;
+    NV_MPI_CHECK(d, MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
+                               0, d->comm_world));
+    if (d->rank == 0) {
+        nv_ckpt_file *files = nv_malloc(sizeof *files * 2 * (size_t)d->world);
+        int n = 0;
+        for (int r = 0; r < d->world; r++)
+            for (int i = 0; i < all[r].n; i++) files[n++] = all[r].f[i];
+        rc = nv_ckpt_commit(root, tmp, cfg, s, d->tp_size, d->dp_size, s->zero1, files, n, keep, &e);
+        free(files);
+        free(all);
+    }
+    if (agree(d, rc, &e)) goto fail;
+    return 0;
+fail:
+    if (err) *err = e;
+    return -1;
+}
+
+// ---------------------------------------------------------------------------------------
+// manifest
+
+typedef struct mparse {
+    nv_ckpt_manifest *m;
+    const char *path;
+    int fmt_ok, have_step, have_layout;
+    int cap_files, cap_tensors;
+    nv_error *err;
+    int failed;
+} mparse;
+
+static const char *config_sections[] = {"model", "data", "optim", "parallel", "train",
+                                        "checkpoint", "log", NULL};
+static int is_config_section(const char *s) {
+    for (int i = 0; config_sections[i]; i++)
+        if (!strcmp(s, config_sections[i])) return 1;
+    return 0;
+}
+
+static int parse_u64(const char *v, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 0);
+    if (errno || end == v || *end || *v == '-') return -1;
+    *out = x;
+    return 0;
+}
+
+static int parse_list(const char *name, const char *key, const char *v, uint64_t *arr) {
+    size_t kl = strlen(key);
+    if (strncmp(name, key, kl) || name[kl] != '.') return 0;
+    char *end;
+    long i0 = strtol(name + kl + 1, &end, 10);
+    if (*end || i0 < 0) return -1;
+    const char *p = v;
+    for (long i = i0;; i++) {
+        if (i >= NV_CURSOR_MAX) return -1;
+        errno = 0;
+        arr[i] = strtoull(p, &end, 10);
+        if (errno || end == p) return -1;
+        while (*end == ' ') end++;
+        if (!*end) break;
+        if (*end != ',') return -1;
+        p = end + 1;
+    }
+    return 1;
+}
+
+static int mhandler(void *user, const char *section, const char *name, const char *value) {
+    mparse *x = user;
+    nv_ckpt_manifest *m = x->m;
+    if (x->failed) return 1;
+    uint64_t u = 0;
+    int bad = 0;
+    if (!strcmp(section, "manifest")) {
+        if (!strcmp(name, "format")) x->fmt_ok = !strcmp(value, FORMAT_NAME);
+        else if (!strcmp(name, "version")) { bad = parse_u64(value, &u); m->version = (int)u; }
+        else if (!strcmp(name, "step")) { bad = parse_u64(value, &u); m->step = (long)u; x->have_step = 1; }
+    } else if (!strcmp(section, "layout")) {
+        if (!strcmp(name, "tensor")) { bad = parse_u64(value, &u); m->tensor = (int)u; x->have_layout |= 1; }
+        else if (!strcmp(name, "data")) { bad = parse_u64(value, &u); m->data = (int)u; x->have_layout |= 2; }
+        else if (!strcmp(name, "zero1")) m->zero1 = !strcmp(value, "true");
+    } else if (!strcmp(section, "cursor")) {
+        nv_loader_cursor *c = &m->cursor;
+        if (!strcmp(name, "epoch")) bad = parse_u64(value, &c->epoch);
+        else if (!strcmp(name, "step")) bad = parse_u64(value, &c->step);
+        else if (!strcmp(name, "n_slots")) { bad = parse_u64(value, &u) || u > NV_CURSOR_MAX; c->n_slots = (int)u; }
+        else bad = parse_list(name, "slot_pos", value, c->slot_pos) < 0 ||
+                   parse_list(name, "slot_done", value, c->slot_done) < 0;
+    } else if (!strcmp(section, "extra")) {
+        if (name[0] == 'e' && name[1] >= '0' && name[1] < '0' + NV_CKPT_EXTRA && !name[2])
+            bad = parse_u64(value, &m->extra[name[1] - '0']);
+    } else if (!strcmp(section, "files")) {
+        if (m->n_files == x->cap_files)
+            m->files = nv_realloc(m->files, sizeof *m->files * (size_t)(x->cap_files = x->cap_files ? 2 * x->cap_files : 16));
+        nv_ckpt_file *f = &m->files[m->n_files];
+        unsigned long crc = 0;
+        unsigned long long size = 0;
+        bad = strlen(name) >= sizeof f->name || strchr(name, '/') ||
+              sscanf(value, "%lx %llu", &crc, &size) != 2 || m->n_files >= NV_CKPT_MAX_FILES;
+        if (!bad) {
+            snprintf(f->name, sizeof f->name, "%s", name);
+            f->crc32 = (uint32_t)crc;
+            f->size = size;
+            m->n_files++;
+        }
+    } else if (!strcmp(section, "tensors")) {
+        if (m->n_tensors == x->cap_tensors) {
+            x->cap_tensors = x->cap_tensors ? 2 * x->cap_tensors : 64;
+            m->tensor_names = nv_realloc(m->tensor_names, sizeof *m->tensor_names * (size_t)x->cap_tensors);
+            m->tensor_shapes = nv_realloc(m->tensor_shapes, sizeof *m->tensor_shapes * (size_t)x->cap_tensors);
+        }
+        long long a = 0, b = 1;
+        int k = sscanf(value, "%lld,%lld", &a, &b);
+        bad = k < 1 || strlen(name) >= NV_PARAM_NAME_MAX;
+        if (!bad) {
+            snprintf(m->tensor_names[m->n_tensors], NV_PARAM_NAME_MAX, "%s", name);
+            m->tensor_shapes[m->n_tensors][0] = a;
+            m->tensor_shapes[m->n_tensors][1] = k == 2 ? b : 1;
+            m->n_tensors++;
+        }
+    } else if (!strcmp(section, "model")) {
+        if (m->n_model_keys < 32) {
+            snprintf(m->model_keys[m->n_model_keys], 64, "%s", name);
+            snprintf(m->model_vals[m->n_model_keys], 128, "%s", value);
+            m->n_model_keys++;
+        }
+    } else if (!is_config_section(section)) {
+        nv_seterr(x->err, "%s: [%s]: unknown section", x->path, section);
+        x->failed = 1;
+        return 0;
+    }
+    if (bad) {
+        nv_seterr(x->err, "%s: [%s] %s = %s: bad value", x->path, section, name, value);
+        x->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+// The config sections' lines, verbatim, for nv_config_parse_string.
+static char *config_text(const char *text) {
+    size_t n = strlen(text);
+    char *out = nv_malloc(n + 1), *o = out;
+    int in_cfg = 0;
+    for (const char *p = text; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) + 1 : strlen(p);
+        const char *h = p;
+        while (*h == ' ' || *h == '\t') h++;
+        if (*h == '[') {
+            const char *close = memchr(h, ']', len - (size_t)(h - p));
+            char sec[64] = "";
+            if (close && (size_t)(close - h - 1) < sizeof sec) {
+                memcpy(sec, h + 1, (size_t)(close - h - 1));
+                sec[close - h - 1] = 0;
+            }
+            in_cfg = is_config_section(sec);
+        }
+        if (in_cfg) {
+            memcpy(o, p, len);
+            o += len;
+        }
+        p += len;
+    }
+    *o = 0;
+    return out;
+}
+
+int nv_ckpt_manifest_read(const char *step_dir, nv_ckpt_manifest *m, nv_error *err) {
+    memset(m, 0, sizeof *m);
+    char path[NV_PATH_MAX + 32];
+    if (path_join(path, sizeof path, step_dir, "manifest.ini", err)) return -1;
+    FILE *f = fopen(path, "rb");
+    if (!f) return nv_seterr(err, "%s: cannot open: %s\n---> HINT: a step dir without a manifest "
+                                  "is an unfinished save", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0, got;
+    char *text = nv_malloc(cap);
+    while ((got = fread(text + len, 1, cap - len - 1, f)) > 0)
+        if ((len += got) == cap - 1) text = nv_realloc(text, cap *= 2);
+    int rerr = ferror(f);
+    fclose(f);
+    text[len] = 0;
+    if (rerr) {
+        free(text);
+        return nv_seterr(err, "%s: read error", path);
+    }
+    mparse x = {.m = m, .path = path, .err = err};
+    int r = ini_parse_string(text, mhandler, &x);
+    int rc = 0;
+    if (x.failed) rc = -1;
+    else if (r != 0) rc = nv_seterr(err, "%s:%d: syntax error", path, r);
+    else if (!x.fmt_ok || m->version != FORMAT_VERSION)
+        rc = nv_seterr(err, "%s: not an nvwa checkpoint manifest of version %d (format/version)",
+                       path, FORMAT_VERSION);
+    else if (!x.have_step || x.have_layout != 3 || m->tensor < 1 || m->data < 1)
+        rc = nv_seterr(err, "%s: [manifest] step or [layout] tensor/data missing", path);
+    else if (m->n_tensors == 0 || m->n_files == 0)
+        rc = nv_seterr(err, "%s: no [tensors] or no [files]", path);
+    if (!rc) {
+        char *ct = config_text(text);
+        nv_config_defaults(&m->cfg);
+        rc = nv_config_parse_string(&m->cfg, ct, path, err);
+        free(ct);
+    }
+    free(text);
+    if (rc) nv_ckpt_manifest_free(m);
+    return rc;
+}
+
+void nv_ckpt_manifest_free(nv_ckpt_manifest *m) {
+    free(m->files);
+    free(m->tensor_names);
+    free(m->tensor_shapes);
+    m->files = NULL;
+    m->tensor_names = NULL;
+    m->tensor_shapes = NULL;
+    m->n_files = m->n_tensors = 0;
+}
+
+static const nv_ckpt_file *find_file(const nv_ckpt_manifest *m, const char *name) {
+    for (int i = 0; i < m->n_files; i++)
+        if (!strcmp(m->files[i].name, name)) return &m->files[i];
+    return NULL;
+}
+
+// ---------------------------------------------------------------------------------------
+// resolve and verify
+
+int nv_ckpt_candidates(const char *root, char (**dirs)[NV_PATH_MAX], nv_error *err) {
+    *dirs = NULL;
+    if (has_manifest(root)) { // a step dir: that one only
+        *dirs = nv_malloc(sizeof **dirs);
+        snprintf((*dirs)[0], NV_PATH_MAX, "%s", root);
+        return 1;
+    }
+    if (!is_dir(root)) return nv_seterr(err, "%s: no such checkpoint directory", root);
+    step_ent *st = NULL;
+    int n = list_steps(root, &st, err);
+    if (n < 0) return -1;
+    *dirs = nv_malloc(sizeof **dirs * (size_t)(n + 1));
+    int k = 0;
+    // `latest` first when it names a complete step dir
+    char lp[NV_PATH_MAX + 16], name[256] = "";
+    snprintf(lp, sizeof lp, "%s/latest", root);
+    FILE *f = fopen(lp, "r");
+    if (f) {
+        if (fgets(name, sizeof name, f)) name[strcspn(name, "\r\n")] = 0;
+        fclose(f);
+    }
+    int li = -1;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(st[i].name, name)) li = i;
+    if (li >= 0) snprintf((*dirs)[k++], NV_PATH_MAX, "%s/%s", root, st[li].name);
+    for (int i = n - 1; i >= 0; i--)
+        if (i != li) snprintf((*dirs)[k++], NV_PATH_MAX, "%s/%s", root, st[i].name);
+    free(st);
+    if (k == 0) {
+        free(*dirs);
+        *dirs = NULL;
+        return nv_seterr(err, "%s: no complete checkpoint (no step_XXXXXXXX/manifest.ini)", root);
+    }
+    return k;
+}
+
+int nv_ckpt_resolve(const char *path, char *step_dir, size_t n, nv_error *err) {
+    char (*dirs)[NV_PATH_MAX];
+    int k = nv_ckpt_candidates(path, &dirs, err);
+    if (k < 0) return -1;
+    int rc = 0;
+    if (snprintf(step_dir, n, "%s", dirs[0]) >= (int)n) rc = nv_seterr(err, "%s: path too long", dirs[0]);
+    free(dirs);
+    return rc;
+}
+
+// The files a layout must have.
+static int check_listing(const char *step_dir, const nv_ckpt_manifest *m, nv_error *err) {
+    char name[64];
+    const char *sd = base_name(step_dir);
+    int moments = 0;
+    for (int i = 0; i < m->n_files; i++) moments |= !strncmp(m->files[i].name, "optim_", 6);
+    for (int t = 0; t < m->tensor; t++) {
+        snprintf(name, sizeof name, "model_tp%d.h5", t);
+        if (!find_file(m, name)) return nv_seterr(err, "checkpoint %s: %s: not in the manifest", sd, name);
+        for (int d = 0; moments && d < (m->zero1 ? m->data : 1); d++) {
+            snprintf(name, sizeof name, "optim_tp%d_dp%d.h5", t, d);
+            if (!find_file(m, name)) return nv_seterr(err, "checkpoint %s: %s: not in the manifest", sd, name);
+        }
+    }
+    return 0;
+}
+
+int nv_ckpt_verify_files(const char *step_dir, const nv_ckpt_manifest *m, int first, int stride,
+                         nv_error *err) {
+    if (check_listing(step_dir, m, err)) return -1;
+    const char *sd = base_name(step_dir);
+    char path[NV_PATH_MAX + 80];
+    for (int i = first; i < m->n_files; i += stride) {
+        const nv_ckpt_file *f = &m->files[i];
+        if (path_join(path, sizeof path, step_dir, f->name, err)) return -1;
+        struct stat st;
+        if (stat(path, &st) != 0)
+            return nv_seterr(err, "checkpoint %s: %s: missing (%s)", sd, f->name, strerror(errno));
+        if ((uint64_t)st.st_size != f->size)
+            return nv_seterr(err, "checkpoint %s: %s: size %llu, manifest says %llu (truncated?)",
+                             sd, f->name, (unsigned long long)st.st_size, (unsigned long long)f->size);
+        uint32_t crc;
+        uint64_t size;
+        nv_error e;
+        if (nv_ckpt_file_crc(path, &crc, &size, &e))
+            return nv_seterr(err, "checkpoint %s: %s", sd, e.msg);
+        if (crc != f->crc32)
+            return nv_seterr(err, "checkpoint %s: %s: checksum mismatch (crc32 0x%08x, manifest "
+                                  "0x%08x)", sd, f->name, crc, f->crc32);
+    }
+    return 0;
+}
+
+int nv_ckpt_verify_datasets(const char *step_dir, const nv_ckpt_manifest *m, nv_error *err) {
+    const char *sd = base_name(step_dir);
+    char path[NV_PATH_MAX + 80];
+    h5_quiet q = h5_quiet_begin();
+    int rc = 0;
+    float *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < m->n_files && !rc; i++) {
+        const char *fname = m->files[i].name;
+        if (path_join(path, sizeof path, step_dir, fname, err)) { rc = -1; break; }
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (f < 0) { rc = nv_seterr(err, "checkpoint %s: %s: not a readable HDF5 file", sd, fname); break; }
+        int optim = !strncmp(fname, "optim_", 6);
+        for (int g = 0; g < (optim ? 2 : 1) && !rc; g++) {
+            hid_t loc = optim ? H5Gopen2(f, g ? "v" : "m", H5P_DEFAULT) : f;
+            if (loc < 0) { rc = nv_seterr(err, "checkpoint %s: %s: group /%s missing", sd, fname, g ? "v" : "m"); break; }
+            for (int k = 0; k < m->n_tensors && !rc; k++) {
+                const char *tn = m->tensor_names[k];
+                if (H5Lexists(loc, tn, H5P_DEFAULT) <= 0) {
+                    if (!optim) rc = nv_seterr(err, "checkpoint %s: %s: dataset %s missing", sd, fname, tn);
+                    continue;
+                }
+                hid_t ds = H5Dopen2(loc, tn, H5P_DEFAULT);
+                hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
+                hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+                if (sp >= 0) H5Sclose(sp);
+                if (n < 0) rc = nv_seterr(err, "checkpoint %s: %s: dataset %s unreadable", sd, fname, tn);
+                else {
+                    if ((size_t)n > cap) buf = nv_realloc(buf, sizeof *buf * (cap = (size_t)n));
+                    if (n > 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+                        rc = nv_seterr(err, "checkpoint %s: %s: dataset %s%s: read failed (Fletcher32 "
+                                            "checksum mismatch)", sd, fname, optim ? (g ? "v/" : "m/") : "", tn);
+                }
+                if (ds >= 0) H5Dclose(ds);
+            }
+            if (optim) H5Gclose(loc);
+        }
+        H5Fclose(f);
+    }
+    free(buf);
+    h5_quiet_end(q);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------------------
+// load
+
+typedef struct src_file {
+    char name[64];
+    int tp, dp;
+    hid_t h;
+} src_file;
+
+static hid_t src_open(const char *dir, src_file *f, nv_error *err) {
+    if (f->h >= 0) return f->h;
+    char path[NV_PATH_MAX + 80];
+    if (path_join(path, sizeof path, dir, f->name, err)) return -1;
+    f->h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f->h < 0) nv_seterr(err, "%s: cannot open as HDF5", path);
+    return f->h;
+}
+
+// Copies the needed elements (flag 1 -> 2) of one source slice into full.
+static int take_slice(const char *dir, src_file *sf, const char *group, const nv_param *sp,
+                      int src_tp, int src_size, uint8_t *flag, float *full[2], int nbuf,
+                      float **tmp, size_t *tcap, nv_error *err) {
+    hid_t f = src_open(dir, sf, err);
+    if (f < 0) return -1;
+    char dname[NV_PARAM_NAME_MAX + 8];
+    snprintf(dname, sizeof dname, "%s%s%s", group, group[0] ? "/" : "", sp->name);
+    if (group[0] && H5Lexists(f, group, H5P_DEFAULT) <= 0)
+        return nv_seterr(err, "%s: group /%s missing", sf->name, group);
+    if (H5Lexists(f, dname, H5P_DEFAULT) <= 0) {
+        if (group[0]) return 0; // this shard holds no part of the tensor
+        return nv_seterr(err, "%s: dataset %s missing", sf->name, dname);
+    }
+    slice_info si;
+    hid_t ds = open_slice(f, sf->name, dname, sp, src_tp, src_size, &si, err);
+    if (ds < 0) return -1;
+    int any = 0;
+    for (int64_t i = si.start; i < si.start + si.count && !any; i++)
+        any = flag[nv_param_full_index(sp, (size_t)i, src_tp, src_size)] == 1;
+    H5Dclose(ds);
+    if (!any) return 0;
+    if ((size_t)si.count > *tcap) *tmp = nv_realloc(*tmp, sizeof **tmp * 2 * (*tcap = (size_t)si.count));
+    for (int b = 0; b < nbuf; b++) {
+        // moments: /m then /v, same tags
+        char gname[NV_PARAM_NAME_MAX + 8];
+        snprintf(gname, sizeof gname, "%s%s%s", b ? "v" : group, group[0] ? "/" : "", sp->name);
+        slice_info sj;
+        hid_t d2 = open_slice(f, sf->name, gname, sp, src_tp, src_size, &sj, err);
+        if (d2 < 0) return -1;
+        int r = (sj.start != si.start || sj.count != si.count)
+                    ? nv_seterr(err, "%s: %s and %s cover different elements", sf->name, dname, gname)
+                    : read_floats(d2, sf->name, gname, *tmp + b * *tcap, err);
+        H5Dclose(d2);
+        if (r) return -1;
+    }
+    for (int64_t i = 0; i < si.count; i++) {
+        int64_t fi = nv_param_full_index(sp, (size_t)(si.start + i), src_tp, src_size);
+        if (flag[fi] != 1) continue;
+        flag[fi] = 2;
+        for (int b = 0; b < nbuf; b++) full[b][fi] = (*tmp)[b * *tcap + (size_t)i];
+    }
+    return 0;
+}
+
+int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_state *s,
+                       nv_error *err) {
+    const nv_param_table *T = s->t;
+    const char *sd = base_name(step_dir);
+    if (s->adam_m && (s->shard_lo > s->shard_hi || s->shard_hi > T->total))
+        return nv_seterr(err, "checkpoint load: shard [%zu, %zu) outside the %zu parameters",
+                         s->shard_lo, s->shard_hi, T->total);
+    int moments = 0;
+    for (int i = 0; i < m->n_files; i++) moments |= !strncmp(m->files[i].name, "optim_", 6);
+    if (s->adam_m && !moments)
+        return nv_seterr(err, "checkpoint %s: holds no optimizer state (saved without moments)", sd);
+    // the saved layout's tables, from the saved model config
+    nv_param_table *src = nv_calloc((size_t)m->tensor, sizeof *src);
+    for (int t = 0; t < m->tensor; t++) {
+        nv_param_ids ids;
+        nv_params_build(&src[t], &ids, &m->cfg.model, t, m->tensor);
+        free(ids.layers);
+    }
+    int rc = 0;
+    if (src[0].n != T->n || src[0].n != m->n_tensors)
+        rc = nv_seterr(err, "checkpoint %s: %d tensors, the model has %d\n---> HINT: the [model] "
+                            "config of the checkpoint and of this run must agree", sd, src[0].n, T->n);
+    for (int k = 0; k < T->n && !rc; k++) {
+        int j = nv_params_find(&src[0], T->p[k].name);
+        if (j < 0) rc = nv_seterr(err, "checkpoint %s: tensor %s not in the checkpoint", sd, T->p[k].name);
+        else if (src[0].p[j].full[0] != T->p[k].full[0] || src[0].p[j].full[1] != T->p[k].full[1])
+            rc = nv_seterr(err, "checkpoint %s: tensor %s is %" PRId64 "x%" PRId64 " there, %" PRId64
+                                "x%" PRId64 " in the model", sd, T->p[k].name, src[0].p[j].full[0],
+                           src[0].p[j].full[1], T->p[k].full[0], T->p[k].full[1]);
+        else if (strcmp(m->tensor_names[j], T->p[k].name) || m->tensor_shapes[j][0] != T->p[k].full[0] ||
+                 m->tensor_shapes[j][1] != T->p[k].full[1])
+            rc = nv_seterr(err, "checkpoint %s: [tensors] disagrees with its [model] config at %s", sd,
+                           m->tensor_names[j]);
+    }
+    src_file *model = nv_calloc((size_t)m->tensor, sizeof *model);
+    for (int t = 0; t < m->tensor; t++) {
+        snprintf(model[t].name, sizeof model[t].name, "model_tp%d.h5", t);
+        model[t].tp = t;
+        model[t].h = -1;
+    }
+    src_file *opt = nv_calloc((size_t)m->n_files, sizeof *opt);
+    int n_opt = 0;
+    for (int i = 0; i < m->n_files; i++) {
+        int tp, dp, end = 0;
+        if (sscanf(m->files[i].name, "optim_tp%d_dp%d.h5%n", &tp, &dp, &end) == 2 &&
+            !m->files[i].name[end] && tp >= 0 && tp < m->tensor) {
+            snprintf(opt[n_opt].name, sizeof opt[n_opt].name, "%s", m->files[i].name);
+            opt[n_opt].tp = tp;
+            opt[n_opt].dp = dp;
+            opt[n_opt++].h = -1;
+        }
+    }
+    h5_quiet q = h5_quiet_begin();
+    if (s->master && !rc) memset(s->master, 0, sizeof *s->master * T->total); // padding included
+    if (s->adam_m && !rc) {
+        memset(s->adam_m, 0, sizeof(float) * (s->shard_hi - s->shard_lo));
+        memset(s->adam_v, 0, sizeof(float) * (s->shard_hi - s->shard_lo));
+    }
+    float *tmp = NULL;
+    size_t tcap = 0;
+    for (int k = 0; k < T->n && !rc; k++) {
+        const nv_param *p = &T->p[k];
+        int j = nv_params_find(&src[0], p->name);
+        size_t N = (size_t)(p->full[0] * p->full[1]);
+        uint8_t *flag = nv_malloc(N);
+        float *full[2] = {nv_malloc(sizeof(float) * N), NULL};
+        if (s->master) {
+            memset(flag, 0, N);
+            for (size_t i = 0; i < p->numel; i++) flag[nv_param_full_index(p, i, T->tp_rank, T->tp_size)] = 1;
+            for (int t = 0; t < m->tensor && !rc; t++)
+                rc = take_slice(step_dir, &model[t], "", &src[t].p[j], t, m->tensor, flag, full, 1,
+                                &tmp, &tcap, err);
+            for (size_t i = 0; i < p->numel && !rc; i++) {
+                int64_t fi = nv_param_full_index(p, i, T->tp_rank, T->tp_size);
+                if (flag[fi] != 2) rc = nv_seterr(err, "checkpoint %s: tensor %s: element %" PRId64
+                                                      " in no model file", sd, p->name, fi);
+                else s->master[p->offset + i] = full[0][fi];
+            }
+        }
+        size_t lo = s->shard_lo > p->offset ? s->shard_lo - p->offset : 0;
+        size_t hi = s->shard_hi < p->offset + p->numel ? s->shard_hi - p->offset : p->numel;
+        if (s->adam_m && !rc && s->shard_hi > p->offset && lo < hi) {
+            full[1] = nv_malloc(sizeof(float) * N);
+            memset(flag, 0, N);
+            for (size_t i = lo; i < hi; i++) flag[nv_param_full_index(p, i, T->tp_rank, T->tp_size)] = 1;
+            for (int o = 0; o < n_opt && !rc; o++)
+                rc = take_slice(step_dir, &opt[o], "m", &src[opt[o].tp].p[j], opt[o].tp, m->tensor,
+                                flag, full, 2, &tmp, &tcap, err);
+            for (size_t i = lo; i < hi && !rc; i++) {
+                int64_t fi = nv_param_full_index(p, i, T->tp_rank, T->tp_size);
+                if (flag[fi] != 2) rc = nv_seterr(err, "checkpoint %s: tensor %s: moments of element %"
+                                                      PRId64 " in no optim file", sd, p->name, fi);
+                else {
+                    s->adam_m[p->offset + i - s->shard_lo] = full[0][fi];
+                    s->adam_v[p->offset + i - s->shard_lo] = full[1][fi];
+                }
+            }
+        }
+        free(flag);
+        free(full[0]);
+        free(full[1]);
+    }
+    free(tmp);
+    for (int t = 0; t < m->tensor; t++)
+        if (model[t].h >= 0) H5Fclose(model[t].h);
+    for (int o = 0; o < n_opt; o++)
+        if (opt[o].h >= 0) H5Fclose(opt[o].h);
+    h5_quiet_end(q);
+    free(model);
+    free(opt);
+    for (int t = 0; t < m->tensor; t++) free(src[t].p);
+    free(src);
+    if (rc) return -1;
+    s->step = m->step;
+    s->cursor = m->cursor;
+    memcpy(s->extra, m->extra, sizeof s->extra);
+    snprintf(s->loaded, sizeof s->loaded, "%s", step_dir);
+    return 0;
+}
+
+int nv_ckpt_load(const char *root_or_dir, const nv_dist *d, nv_config *cfg_out,
+                 nv_ckpt_state *s, nv_error *err) {
+    nv_error e;
+    e.msg[0] = 0;
+    s->warning.msg[0] = 0;
+    s->loaded[0] = 0;
+    // rank 0 lists the candidates so that every rank tries the same ones
+    char (*dirs)[NV_PATH_MAX] = NULL;
+    int n = 0;
+    if (d->rank == 0) n = nv_ckpt_candidates(root_or_dir, &dirs, &e);
+    if (agree(d, n < 0, &e)) goto fail;
+    NV_MPI_CHECK(d, MPI_Bcast(&n, 1, MPI_INT, 0, d->comm_world));
+    if (d->rank != 0) dirs = nv_malloc(sizeof *dirs * (size_t)n);
+    NV_MPI_CHECK(d, MPI_Bcast(dirs, (int)(sizeof *dirs * (size_t)n), MPI_CHAR, 0, d->comm_world));
+    for (int c = 0; c < n; c++) {
+        nv_ckpt_manifest m;
+        int rc = nv_ckpt_manifest_read(dirs[c], &m, &e);
+        // ranks share the CRC work: file i is read by rank i % world
+        if (!rc) rc = nv_ckpt_verify_files(dirs[c], &m, d->rank, d->world, &e);
+        if (agree(d, rc, &e)) {
+            if (!rc) nv_ckpt_manifest_free(&m);
+            if (!s->warning.msg[0]) s->warning = e;
+            if (c + 1 < n && d->rank == 0)
+                fprintf(stderr, "nvwa: warning: %s; trying %s\n", e.msg, base_name(dirs[c + 1]));
+            continue;
+        }
+        rc = nv_ckpt_load_local(dirs[c], &m, s, &e);
+        if (!rc && cfg_out) *cfg_out = m.cfg;
+        nv_ckpt_manifest_free(&m);
+        if (agree(d, rc, &e)) goto fail;
+        if (s->warning.msg[0] && d->rank == 0)
+            fprintf(stderr, "nvwa: warning: loaded %s instead\n", base_name(dirs[c]));
+        free(dirs);
+        return 0;
+    }
+    if (n > 1) nv_seterr(&e, "%s: no loadable checkpoint (newest: %s)", root_or_dir, s->warning.msg);
+fail:
+    free(dirs);
+    if (err) *err = e;
+    return -1;
+}
