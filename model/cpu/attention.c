@@ -27,10 +27,28 @@ static size_t FN(attn_work)(const nv_attn_segs *segs, int H, int dh, int window)
     return w * H * dh;
 }
 
-static inline real FN(dot)(const real *a, const real *b, int n) {
-    real s = 0;
-    for (int c = 0; c < n; c++) s += a[c] * b[c];
+// Eight running sums in a fixed order: vectorizes without -ffast-math, and stays
+// deterministic.
+static inline real FN(dot)(const real *restrict a, const real *restrict b, int n) {
+    real acc[8] = {0};
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[c + k] * b[c + k];
+    real s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; c < n; c++) s += a[c] * b[c];
     return s;
+}
+
+// one (query i, key j) term of the backward; the six rows never overlap (distinct thirds of
+// qkv rows, or distinct rows), hence restrict
+static inline void FN(attn_bwd_pair)(real *restrict dq, real *restrict dk, real *restrict dv,
+                                     const real *restrict q, const real *restrict k,
+                                     const real *restrict go, real ds, real p, int dh) {
+    for (int c = 0; c < dh; c++) {
+        dq[c] += ds * k[c];
+        dk[c] += ds * q[c];
+        dv[c] += p * go[c];
+    }
 }
 
 static void FN(attention_fwd)(void *out_, void *lse_, const void *qkv_, const nv_attn_segs *segs,
@@ -108,11 +126,7 @@ static void FN(attention_bwd)(void *dqkv_, const void *dout_, const void *qkv_, 
                 real *dv = dqkv + (size_t)j * ld + 2 * d + h * dh;
                 const real pij = R_EXP(FN(dot)(q, k, dh) * scale - li);
                 const real ds = pij * (FN(dot)(go, v, dh) - Di) * scale;
-                for (int c = 0; c < dh; c++) {
-                    dq[c] += ds * k[c];
-                    dk[c] += ds * q[c];
-                    dv[c] += pij * go[c];
-                }
+                FN(attn_bwd_pair)(dq, dk, dv, q, k, go, ds, pij, dh);
             }
         }
     }

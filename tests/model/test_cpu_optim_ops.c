@@ -102,7 +102,7 @@ static void test_sumsq_scale_nonfinite(const nv_backend *B) {
     B->scale(d, sc, n);
     double *y = malloc(n * 8);
     B->download_state(y, d, n);
-    const double tol = B->state_bytes == 4 ? 1e-7 : 1e-15;
+    const double tol = B->state_bytes == 4 ? 3e-7 : 1e-15; // float: s and the product round
     for (size_t i = 0; i < n; i++)
         if (tu_relerr(y[i], x[i] * sc) > tol) {
             CHECK(0, "%s scale[%zu]: %g vs %g", B->name, i, y[i], x[i] * sc);
