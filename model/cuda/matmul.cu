@@ -84,8 +84,11 @@ static nvc_mm_entry *mm_plan(const nvc_mm_entry *key) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[3], 4));
     cublasLtMatmulHeuristicResult_t res;
     int got = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(c->lt, e->desc, e->la, e->lb, e->ld, e->ld, pref, 1,
-                                                &res, &got));
+    // NOT_SUPPORTED here means "no kernel for this problem": take the fallback
+    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(c->lt, e->desc, e->la, e->lb, e->ld, e->ld,
+                                                       pref, 1, &res, &got);
+    if (hs == CUBLAS_STATUS_NOT_SUPPORTED) got = 0;
+    else CUBLAS_CHECK(hs);
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     e->naive = got == 0;
     if (e->naive && getenv("NVWA_CUDA_VERBOSE"))
@@ -144,8 +147,14 @@ static void lt_matmul(int ta, int tb, int m, int n, int k, const void *A, int ld
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(e->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                     &bias, sizeof bias));
     const float alpha = 1.0f, beta = beta1 ? 1.0f : 0.0f;
-    CUBLAS_CHECK(cublasLtMatmul(c->lt, e->desc, &alpha, A, e->la, B, e->lb, &beta, D, e->ld, D,
-                                e->ld, &e->algo, c->lt_ws, c->lt_ws_bytes, c->stream));
+    cublasStatus_t st = cublasLtMatmul(c->lt, e->desc, &alpha, A, e->la, B, e->lb, &beta, D, e->ld,
+                                       D, e->ld, &e->algo, c->lt_ws, c->lt_ws_bytes, c->stream);
+    if (st == CUBLAS_STATUS_NOT_SUPPORTED) { // rejected at launch (nothing ran): fall back for good
+        e->naive = 1;
+        lt_matmul(ta, tb, m, n, k, A, lda, B, ldb, D, ldd, out_f32, beta1, bias);
+        return;
+    }
+    CUBLAS_CHECK(st);
 }
 
 void nvc_matmul_fwd(void *out, const void *inp, const void *W, const void *bias, int n,
