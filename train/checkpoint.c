@@ -297,7 +297,12 @@ static int finish_file(const char *dir, const char *name, nv_ckpt_file *f, nv_er
 }
 
 static hid_t create_file(const char *path, const char *kind, long step, nv_error *err) {
-    hid_t f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    // 1.8 object headers carry checksums: damaged metadata fails on open, not silently
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t f = -1;
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) >= 0)
+        f = H5Fcreate(path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
     if (f < 0) {
         nv_seterr(err, "%s: cannot create HDF5 file\n---> HINT: check free space and permissions "
                        "of [checkpoint] dir", path);
