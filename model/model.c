@@ -67,6 +67,7 @@ struct nv_model {
     void *dsmall;         // [n, max(dl, fl)]
     void *dhs, *dt1, *dt2, *dt3, *dlogits; // head scratch
     int last_n;
+    int last_nm, last_nst; // selected rows of the last step (nv_model_get_logits)
 };
 
 static void *alloc_act(nv_model *m, size_t n) { return m->be->alloc(n * m->be->act_bytes); }
@@ -337,6 +338,8 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
     int nm, nst;
     upload_batch(m, b, &segs, &nm, &nst);
     m->last_n = n;
+    m->last_nm = nm;
+    m->last_nst = nst;
 
     // ---- forward ----
     be->embed_fwd(m->emb, m->tok, m->sin, W(m, id->embed_tok),
@@ -456,4 +459,9 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
 
 void nv_model_get_hidden(const nv_model *m, double *host) {
     m->be->download_act(host, m->hf, (size_t)m->last_n * m->d);
+}
+
+void nv_model_get_logits(const nv_model *m, double *mlm, double *st) {
+    if (mlm && m->last_nm > 0) m->be->download_act(mlm, m->logits, (size_t)m->last_nm * m->V);
+    if (st && m->last_nst > 0) m->be->download_act(st, m->logits2, (size_t)m->last_nst * 3);
 }

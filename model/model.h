@@ -70,6 +70,10 @@ void nv_model_set_grad_hook(nv_model *m, const nv_grad_hook *hook);
 // Optional: after a forward, the final hidden states h (after LN_final) of this batch,
 // as host doubles [rows*seq_len, d]; and the logits of the selected positions.
 void nv_model_get_hidden(const nv_model *m, double *host);
+// After a forward: the logits of the last step's selected rows, in flat-index order, as
+// host doubles: mlm [n_mlm, V] (positions with mlm_mask) and st [n_struct, 3] (positions
+// with struct_mask and a known label); either may be NULL. Counts as in nv_losses.
+void nv_model_get_logits(const nv_model *m, double *mlm, double *st);
 
 // Bytes of activation memory nv_model_create allocates for max_tokens.
 size_t nv_model_activation_bytes(const nv_model_config *cfg, const nv_backend *be,
