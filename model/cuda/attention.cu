@@ -14,6 +14,7 @@
 //
 // Layout: qkv [n, 3d] rows q|k|v, head-major (head h at columns h*dh .. h*dh+dh-1 of each
 // third); out [n, d]; lse [n, H]. Tokens in no segment (pads) get zero out, lse and dqkv.
+// Head dims: multiples of 8 up to 128, on tiles 32, 64 or 128 wide (zero-padded columns).
 #include <mma.h>
 
 #include "common.cuh"
@@ -49,15 +50,17 @@ template <int DH> struct AttSmem {
 };
 
 // 64 rows x DH columns from global (row stride `stride` elements) into shared memory,
-// 16 bytes per access; rows at or past `valid` are zero so they stay finite (0 * V = 0)
+// 16 bytes per access; rows at or past `valid` are zero so they stay finite (0 * V = 0), and
+// so are the padding columns dh..DH-1 (a head dim below the tile width adds exact zeros)
 template <int DH>
-__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, size_t stride, int valid) {
+__device__ __forceinline__ void load_tile(bf16 *dst, const bf16 *src, size_t stride, int valid,
+                                          int dh) {
     constexpr int VPR = DH / 8;
     constexpr int LDB = DH + 8;
     for (int i = threadIdx.x; i < 64 * VPR; i += ATT_THREADS) {
         int r = i / VPR, c = (i % VPR) * 8;
         uint4 v = make_uint4(0u, 0u, 0u, 0u);
-        if (r < valid) v = *(const uint4 *)(src + (size_t)r * stride + c);
+        if (r < valid && c < dh) v = *(const uint4 *)(src + (size_t)r * stride + c);
         *(uint4 *)(dst + r * LDB + c) = v;
     }
 }
@@ -96,16 +99,16 @@ __device__ __forceinline__ bool att_visible(int i, int j, int len, int window) {
 template <int DH>
 __global__ void __launch_bounds__(ATT_THREADS)
     attn_fwd_kernel(bf16 *out, float *lse, const bf16 *qkv, const int32_t *seg_start,
-                    const int32_t *seg_len, int H, int window, float scale) {
+                    const int32_t *seg_len, int H, int dh, int window, float scale) {
     typedef AttSmem<DH> SM;
     constexpr int LDB = SM::LDB, LDO = DH + 4;
     const int s = blockIdx.x, q0 = blockIdx.y * ATT_BQ, h = blockIdx.z;
     const int len = seg_len[s];
     if (q0 >= len) return;
     const int start = seg_start[s];
-    const int d = H * DH;
+    const int d = H * dh;
     const size_t stride = 3 * (size_t)d;
-    const bf16 *base = qkv + (size_t)start * stride + (size_t)h * DH;
+    const bf16 *base = qkv + (size_t)start * stride + (size_t)h * dh;
 
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *Qs = (bf16 *)smem;
@@ -120,7 +123,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int r0 = warp * 16; // this warp's rows of every 64-row tile
-    load_tile<DH>(Qs, base + (size_t)q0 * stride, stride, min(ATT_BQ, len - q0));
+    load_tile<DH>(Qs, base + (size_t)q0 * stride, stride, min(ATT_BQ, len - q0), dh);
     for (int i = lane; i < 16 * DH; i += 32) Os[(r0 + i / DH) * LDO + i % DH] = 0.0f;
     if (lane < 16) {
         m_s[r0 + lane] = -INFINITY;
@@ -135,8 +138,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int k0 = kbeg / ATT_BK * ATT_BK; k0 < kend; k0 += ATT_BK) {
         __syncthreads(); // everyone is done with the previous K, V
         const int kvalid = min(ATT_BK, len - k0);
-        load_tile<DH>(Ks, base + d + (size_t)k0 * stride, stride, kvalid);
-        load_tile<DH>(Vs, base + 2 * (size_t)d + (size_t)k0 * stride, stride, kvalid);
+        load_tile<DH>(Ks, base + d + (size_t)k0 * stride, stride, kvalid, dh);
+        load_tile<DH>(Vs, base + 2 * (size_t)d + (size_t)k0 * stride, stride, kvalid, dh);
         __syncthreads();
         // from here to the end of the iteration a warp touches only its own 16 rows
         warp_abt<DH>(Ss + r0 * LDS_F, Qs + r0 * LDB, Ks);
@@ -185,8 +188,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     // normalize and write this warp's rows (every query sees at least itself: l > 0)
     for (int i = lane; i < 16 * DH; i += 32) {
         const int row = r0 + i / DH, c = i % DH;
-        if (q0 + row < len)
-            out[(size_t)(start + q0 + row) * d + (size_t)h * DH + c] = f2bf(Os[row * LDO + c] / l_s[row]);
+        if (q0 + row < len && c < dh)
+            out[(size_t)(start + q0 + row) * d + (size_t)h * dh + c] = f2bf(Os[row * LDO + c] / l_s[row]);
     }
     if (lane < 16 && q0 + r0 + lane < len)
         lse[(size_t)(start + q0 + r0 + lane) * H + h] = m_s[r0 + lane] + logf(l_s[r0 + lane]);
@@ -238,7 +241,7 @@ __device__ __forceinline__ void load_rowstats(float *lse_s, float *D_s, const fl
 
 // write a warp's 16 x DH accumulators (times mul) as bf16 rows of dqkv, via 16x16 staging
 template <int DH>
-__device__ __forceinline__ void warp_store_rows(bf16 *dst, size_t stride, int valid_rows,
+__device__ __forceinline__ void warp_store_rows(bf16 *dst, size_t stride, int valid_rows, int dh,
                                                 FragC *acc, float *stage, float mul) {
     const int lane = threadIdx.x % 32;
 #pragma unroll
@@ -247,7 +250,7 @@ __device__ __forceinline__ void warp_store_rows(bf16 *dst, size_t stride, int va
         __syncwarp();
         for (int i = lane; i < 256; i += 32) {
             const int r = i / 16, c = i % 16;
-            if (r < valid_rows) dst[(size_t)r * stride + j * 16 + c] = f2bf(stage[i] * mul);
+            if (r < valid_rows && j * 16 + c < dh) dst[(size_t)r * stride + j * 16 + c] = f2bf(stage[i] * mul);
         }
         __syncwarp();
     }
@@ -275,21 +278,21 @@ template <int DH>
 __global__ void __launch_bounds__(ATT_THREADS)
     attn_bwd_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                          const float *Dg, const int32_t *seg_start, const int32_t *seg_len, int H,
-                         int window, float scale) {
+                         int dh, int window, float scale) {
     constexpr int LDB = DH + 8;
     const int s = blockIdx.x, k0 = blockIdx.y * ATT_BK, h = blockIdx.z;
     const int len = seg_len[s];
     if (k0 >= len) return;
     const int start = seg_start[s];
-    const int d = H * DH;
+    const int d = H * dh;
     const size_t stride = 3 * (size_t)d;
-    const bf16 *base = qkv + (size_t)start * stride + (size_t)h * DH;
-    const bf16 *dobase = dout + (size_t)start * d + (size_t)h * DH;
+    const bf16 *base = qkv + (size_t)start * stride + (size_t)h * dh;
+    const bf16 *dobase = dout + (size_t)start * d + (size_t)h * dh;
     ATT_BWD_SMEM
     const int warp = threadIdx.x / 32, r0 = warp * 16;
     const int kvalid = min(ATT_BK, len - k0);
-    load_tile<DH>(Ks, base + d + (size_t)k0 * stride, stride, kvalid);
-    load_tile<DH>(Vs, base + 2 * (size_t)d + (size_t)k0 * stride, stride, kvalid);
+    load_tile<DH>(Ks, base + d + (size_t)k0 * stride, stride, kvalid, dh);
+    load_tile<DH>(Vs, base + 2 * (size_t)d + (size_t)k0 * stride, stride, kvalid, dh);
     FragC dK[DH / 16], dV[DH / 16]; // this warp's 16 key rows
 #pragma unroll
     for (int j = 0; j < DH / 16; j++) {
@@ -304,8 +307,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int q0 = qbeg / ATT_BQ * ATT_BQ; q0 < qend; q0 += ATT_BQ) {
         __syncthreads(); // everyone is done with the previous Q, dO, P, dS
         const int qvalid = min(ATT_BQ, len - q0);
-        load_tile<DH>(Qs, base + (size_t)q0 * stride, stride, qvalid);
-        load_tile<DH>(dOs, dobase + (size_t)q0 * d, d, qvalid);
+        load_tile<DH>(Qs, base + (size_t)q0 * stride, stride, qvalid, dh);
+        load_tile<DH>(dOs, dobase + (size_t)q0 * d, d, qvalid, dh);
         load_rowstats(lse_s, D_s, lse, Dg, start, q0, len, H, h);
         __syncthreads();
         warp_abt<DH>(Ss + r0 * LDS_F, Qs + r0 * LDB, Ks);   // S  = Q K^T   (query rows)
@@ -330,9 +333,9 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
     }
     const int valid_rows = min(16, kvalid - r0);
-    bf16 *drow = dqkv + (size_t)(start + k0 + r0) * stride + (size_t)h * DH;
-    warp_store_rows<DH>(drow + d, stride, valid_rows, dK, stage, scale);
-    warp_store_rows<DH>(drow + 2 * (size_t)d, stride, valid_rows, dV, stage, 1.0f);
+    bf16 *drow = dqkv + (size_t)(start + k0 + r0) * stride + (size_t)h * dh;
+    warp_store_rows<DH>(drow + d, stride, valid_rows, dh, dK, stage, scale);
+    warp_store_rows<DH>(drow + 2 * (size_t)d, stride, valid_rows, dh, dV, stage, 1.0f);
 }
 
 // dQ of one query tile: loop over the key tiles it can see
@@ -340,21 +343,21 @@ template <int DH>
 __global__ void __launch_bounds__(ATT_THREADS)
     attn_bwd_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                        const float *Dg, const int32_t *seg_start, const int32_t *seg_len, int H,
-                       int window, float scale) {
+                       int dh, int window, float scale) {
     constexpr int LDB = DH + 8;
     const int s = blockIdx.x, q0 = blockIdx.y * ATT_BQ, h = blockIdx.z;
     const int len = seg_len[s];
     if (q0 >= len) return;
     const int start = seg_start[s];
-    const int d = H * DH;
+    const int d = H * dh;
     const size_t stride = 3 * (size_t)d;
-    const bf16 *base = qkv + (size_t)start * stride + (size_t)h * DH;
+    const bf16 *base = qkv + (size_t)start * stride + (size_t)h * dh;
     ATT_BWD_SMEM
     (void)Ps;
     const int warp = threadIdx.x / 32, r0 = warp * 16;
     const int qvalid = min(ATT_BQ, len - q0);
-    load_tile<DH>(Qs, base + (size_t)q0 * stride, stride, qvalid);
-    load_tile<DH>(dOs, dout + (size_t)(start + q0) * d + (size_t)h * DH, d, qvalid);
+    load_tile<DH>(Qs, base + (size_t)q0 * stride, stride, qvalid, dh);
+    load_tile<DH>(dOs, dout + (size_t)(start + q0) * d + (size_t)h * dh, d, qvalid, dh);
     load_rowstats(lse_s, D_s, lse, Dg, start, q0, len, H, h);
     FragC dQ[DH / 16];
 #pragma unroll
@@ -367,8 +370,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int k0 = kbeg / ATT_BK * ATT_BK; k0 < kend; k0 += ATT_BK) {
         __syncthreads(); // everyone is done with the previous K, V
         const int kvalid = min(ATT_BK, len - k0);
-        load_tile<DH>(Ks, base + d + (size_t)k0 * stride, stride, kvalid);
-        load_tile<DH>(Vs, base + 2 * (size_t)d + (size_t)k0 * stride, stride, kvalid);
+        load_tile<DH>(Ks, base + d + (size_t)k0 * stride, stride, kvalid, dh);
+        load_tile<DH>(Vs, base + 2 * (size_t)d + (size_t)k0 * stride, stride, kvalid, dh);
         __syncthreads();
         // a warp touches only its own 16 query rows from here on
         warp_abt<DH>(Ss + r0 * LDS_F, Qs + r0 * LDB, Ks);
@@ -389,8 +392,8 @@ __global__ void __launch_bounds__(ATT_THREADS)
             }
         }
     }
-    bf16 *drow = dqkv + (size_t)(start + q0 + r0) * stride + (size_t)h * DH;
-    warp_store_rows<DH>(drow, stride, min(16, qvalid - r0), dQ, stage, scale);
+    bf16 *drow = dqkv + (size_t)(start + q0 + r0) * stride + (size_t)h * dh;
+    warp_store_rows<DH>(drow, stride, min(16, qvalid - r0), dh, dQ, stage, scale);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -415,34 +418,36 @@ template <typename K> static void att_smem(K kernel, size_t bytes, int *done) {
 
 template <int DH>
 static void attn_fwd_launch(bf16 *out, float *lse, const bf16 *qkv, const nv_attn_segs *segs,
-                            int H, int window) {
+                            int H, int dh, int window) {
     static int done = 0;
     const size_t bytes = AttSmem<DH>::fwd;
     att_smem(attn_fwd_kernel<DH>, bytes, &done);
     dim3 grid(segs->n_segs, (segs->max_len + ATT_BQ - 1) / ATT_BQ, H);
     attn_fwd_kernel<DH><<<grid, ATT_THREADS, bytes, nvc()->stream>>>(
-        out, lse, qkv, segs->start, segs->len, H, window, 1.0f / sqrtf((float)DH));
+        out, lse, qkv, segs->start, segs->len, H, dh, window, (float)(1.0 / sqrt((double)dh)));
     LAUNCH_CHECK();
 }
 
 template <int DH>
 static void attn_bwd_launch(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                            const float *D, const nv_attn_segs *segs, int H, int window) {
+                            const float *D, const nv_attn_segs *segs, int H, int dh, int window) {
     static int done_kv = 0, done_q = 0;
     const size_t bytes = AttSmem<DH>::bwd;
     att_smem(attn_bwd_dkdv_kernel<DH>, bytes, &done_kv);
     att_smem(attn_bwd_dq_kernel<DH>, bytes, &done_q);
     dim3 grid(segs->n_segs, (segs->max_len + ATT_BQ - 1) / ATT_BQ, H);
-    const float scale = 1.0f / sqrtf((float)DH);
+    const float scale = (float)(1.0 / sqrt((double)dh));
     attn_bwd_dkdv_kernel<DH><<<grid, ATT_THREADS, bytes, nvc()->stream>>>(
-        dqkv, dout, qkv, lse, D, segs->start, segs->len, H, window, scale);
+        dqkv, dout, qkv, lse, D, segs->start, segs->len, H, dh, window, scale);
     LAUNCH_CHECK();
     attn_bwd_dq_kernel<DH><<<grid, ATT_THREADS, bytes, nvc()->stream>>>(
-        dqkv, dout, qkv, lse, D, segs->start, segs->len, H, window, scale);
+        dqkv, dout, qkv, lse, D, segs->start, segs->len, H, dh, window, scale);
     LAUNCH_CHECK();
 }
 
-#define ATT_DH_HINT "the CUDA attention supports head dims 32, 64 and 128 (hidden-size / num-attn-heads)"
+// head dims up to 128 in steps of 8 (16-byte loads); the tile width is the next of 32, 64, 128
+#define ATT_DH_HINT "the CUDA attention needs a head dim (hidden-size / num-attn-heads) that is a multiple of 8 and at most 128"
+#define ATT_DH_OK(dh) ((dh) > 0 && (dh) % 8 == 0 && (dh) <= 128)
 
 void nvc_attention_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs *segs, int n,
                        int H, int dh, int window) {
@@ -455,12 +460,13 @@ void nvc_attention_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs
     CUDA_CHECK(cudaMemsetAsync(lse, 0, (size_t)n * H * sizeof(float), c->stream));
     if (segs->n_segs <= 0 || segs->max_len <= 0) return;
     NVC_REQUIRE((segs->max_len + ATT_BQ - 1) / ATT_BQ <= 65535, "segment too long");
-    switch (dh) {
-    case 32: attn_fwd_launch<32>((bf16 *)out, (float *)lse, (const bf16 *)qkv, segs, H, window); break;
-    case 64: attn_fwd_launch<64>((bf16 *)out, (float *)lse, (const bf16 *)qkv, segs, H, window); break;
-    case 128: attn_fwd_launch<128>((bf16 *)out, (float *)lse, (const bf16 *)qkv, segs, H, window); break;
-    default: NVC_REQUIRE(dh == 32 || dh == 64 || dh == 128, ATT_DH_HINT);
-    }
+    NVC_REQUIRE(ATT_DH_OK(dh), ATT_DH_HINT);
+    bf16 *o = (bf16 *)out;
+    float *l = (float *)lse;
+    const bf16 *x = (const bf16 *)qkv;
+    if (dh <= 32) attn_fwd_launch<32>(o, l, x, segs, H, dh, window);
+    else if (dh <= 64) attn_fwd_launch<64>(o, l, x, segs, H, dh, window);
+    else attn_fwd_launch<128>(o, l, x, segs, H, dh, window);
 }
 
 void nvc_attention_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,
@@ -472,15 +478,16 @@ void nvc_attention_bwd(void *dqkv, const void *dout, const void *qkv, const void
     att_check(dout, "dout");
     CUDA_CHECK(cudaMemsetAsync(dqkv, 0, (size_t)n * 3 * H * dh * sizeof(bf16), c->stream));
     if (segs->n_segs <= 0 || segs->max_len <= 0) return;
-    NVC_REQUIRE(dh == 32 || dh == 64 || dh == 128, ATT_DH_HINT);
+    NVC_REQUIRE(ATT_DH_OK(dh), ATT_DH_HINT);
     float *D = (float *)nvc_scratch((size_t)n * H * sizeof(float));
     const size_t threads = (size_t)n * H * 32;
     attn_bwd_dot_kernel<<<(unsigned)((threads + 255) / 256), 256, 0, c->stream>>>(
         D, (const bf16 *)dout, (const bf16 *)out, n, H, dh);
     LAUNCH_CHECK();
-    switch (dh) {
-    case 32: attn_bwd_launch<32>((bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, (const float *)lse, D, segs, H, window); break;
-    case 64: attn_bwd_launch<64>((bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, (const float *)lse, D, segs, H, window); break;
-    case 128: attn_bwd_launch<128>((bf16 *)dqkv, (const bf16 *)dout, (const bf16 *)qkv, (const float *)lse, D, segs, H, window); break;
-    }
+    bf16 *g = (bf16 *)dqkv;
+    const bf16 *go = (const bf16 *)dout, *x = (const bf16 *)qkv;
+    const float *l = (const float *)lse;
+    if (dh <= 32) attn_bwd_launch<32>(g, go, x, l, D, segs, H, dh, window);
+    else if (dh <= 64) attn_bwd_launch<64>(g, go, x, l, D, segs, H, dh, window);
+    else attn_bwd_launch<128>(g, go, x, l, D, segs, H, dh, window);
 }

@@ -503,6 +503,8 @@ int main(void) {
     test_attention_case(2, 128, 0);
     test_attention_case(1, 128, 24);
     test_attention_case(3, 32, 0);
+    test_attention_case(4, 24, 0);  // configs/tiny.ini: padded to a 32-wide tile
+    test_attention_case(2, 96, 40); // padded to 128
     test_activations();
     test_select();
     test_optim();
