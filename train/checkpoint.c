@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -202,7 +203,9 @@ static int read_attr_i64(hid_t loc, const char *name, int64_t *v, int n) {
 // tensor p's local part at (tp_rank, tp_size).
 static int write_slice(hid_t loc, const char *file, const nv_param *p, int tp_rank, int tp_size,
                        size_t start, size_t count, const float *x, nv_error *err) {
-    hsize_t dims[1] = {count}, chunk[1] = {count < CHUNK_ELEMS ? count : CHUNK_ELEMS};
+    // equal chunks: HDF5 stores a partial edge chunk at full size
+    size_t nchunks = (count + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
+    hsize_t dims[1] = {count}, chunk[1] = {nchunks ? (count + nchunks - 1) / nchunks : 1};
     hid_t sp = H5Screate_simple(1, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t ds = -1;
@@ -601,6 +604,13 @@ int nv_ckpt_save(const char *root, const nv_dist *d, const nv_config *cfg,
     memset(&mine, 0, sizeof mine);
     rc = nv_ckpt_write_files(tmp, s, d->dp_rank, d->dp_size, mine.f, &mine.n, &e);
     if (agree(d, rc, &e)) goto fail;
+    // Test hook: hold the save here, its files written but not yet committed, so that a
+    // test can kill the job mid-save (tests/resume/test_kill_resume.sh).
+    const char *pause = getenv("NVWA_TEST_CKPT_PAUSE_MS");
+    if (pause && atoi(pause) > 0) {
+        struct timespec ts = {atoi(pause) / 1000, (long)(atoi(pause) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     // every rank's files are complete and fsynced: rank 0 lists them in the manifest
     rank_files *all = d->rank == 0 ? nv_malloc(sizeof *all * (size_t)d->world) : NULL;
     NV_MPI_CHECK(d, MPI_Gather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE,
@@ -982,6 +992,14 @@ static hid_t src_open(const char *dir, src_file *f, nv_error *err) {
     return f->h;
 }
 
+// Local elements [i, i+len) of p lie in one local row, so they are the full elements
+// [*fi, *fi+len): one index computation per row instead of per element.
+static size_t run_at(const nv_param *p, size_t i, size_t end, int tp, int tps, int64_t *fi) {
+    size_t row_end = (i / (size_t)p->local[1] + 1) * (size_t)p->local[1];
+    *fi = nv_param_full_index(p, i, tp, tps);
+    return (row_end < end ? row_end : end) - i;
+}
+
 // Copies the needed elements (flag 1 -> 2) of one source slice into full.
 static int take_slice(const char *dir, src_file *sf, const char *group, const nv_param *sp,
                       int src_tp, int src_size, uint8_t *flag, float *full[2], int nbuf,
@@ -1000,8 +1018,12 @@ static int take_slice(const char *dir, src_file *sf, const char *group, const nv
     hid_t ds = open_slice(f, sf->name, dname, sp, src_tp, src_size, &si, err);
     if (ds < 0) return -1;
     int any = 0;
-    for (int64_t i = si.start; i < si.start + si.count && !any; i++)
-        any = flag[nv_param_full_index(sp, (size_t)i, src_tp, src_size)] == 1;
+    size_t s0 = (size_t)si.start, s1 = (size_t)(si.start + si.count);
+    for (size_t i = s0, len; i < s1 && !any; i += len) {
+        int64_t fi;
+        len = run_at(sp, i, s1, src_tp, src_size, &fi);
+        for (size_t k = 0; k < len && !any; k++) any = flag[fi + (int64_t)k] == 1;
+    }
     H5Dclose(ds);
     if (!any) return 0;
     if ((size_t)si.count > *tcap) *tmp = nv_realloc(*tmp, sizeof **tmp * 2 * (*tcap = (size_t)si.count));
@@ -1018,11 +1040,84 @@ static int take_slice(const char *dir, src_file *sf, const char *group, const nv
         H5Dclose(d2);
         if (r) return -1;
     }
-    for (int64_t i = 0; i < si.count; i++) {
-        int64_t fi = nv_param_full_index(sp, (size_t)(si.start + i), src_tp, src_size);
-        if (flag[fi] != 1) continue;
-        flag[fi] = 2;
-        for (int b = 0; b < nbuf; b++) full[b][fi] = (*tmp)[b * *tcap + (size_t)i];
+    for (size_t i = s0, len; i < s1; i += len) {
+        int64_t f0;
+        len = run_at(sp, i, s1, src_tp, src_size, &f0);
+        for (size_t k = 0; k < len; k++) {
+            int64_t fi = f0 + (int64_t)k;
+            if (flag[fi] != 1) continue;
+            flag[fi] = 2;
+            for (int b = 0; b < nbuf; b++) full[b][fi] = (*tmp)[b * *tcap + (i - s0) + k];
+        }
+    }
+    return 0;
+}
+
+// Flags the full elements of local [lo, hi) as needed (1), all others 0.
+static void mark(const nv_param *p, const nv_param_table *T, size_t lo, size_t hi, uint8_t *flag,
+                 size_t N) {
+    memset(flag, 0, N);
+    for (size_t i = lo, len; i < hi; i += len) {
+        int64_t fi;
+        len = run_at(p, i, hi, T->tp_rank, T->tp_size, &fi);
+        memset(flag + fi, 1, len);
+    }
+}
+
+// Local [lo, hi) from the full buffers into dst (and dst_v), every element found (flag 2).
+static int gather(const nv_param *p, const nv_param_table *T, size_t lo, size_t hi,
+                  const uint8_t *flag, float *const full[2], float *dst, float *dst_v,
+                  const char *sd, const char *kind, nv_error *err) {
+    for (size_t i = lo, len; i < hi; i += len) {
+        int64_t fi;
+        len = run_at(p, i, hi, T->tp_rank, T->tp_size, &fi);
+        for (size_t k = 0; k < len; k++)
+            if (flag[fi + (int64_t)k] != 2)
+                return nv_seterr(err, "checkpoint %s: tensor %s: element %" PRId64 " in no %s file",
+                                 sd, p->name, fi + (int64_t)k, kind);
+        memcpy(dst + (i - lo), full[0] + fi, sizeof(float) * len);
+        if (dst_v) memcpy(dst_v + (i - lo), full[1] + fi, sizeof(float) * len);
+    }
+    return 0;
+}
+
+// Same-layout read: elements [want_lo, want_hi) of the local tensor, from whatever part of
+// them this file's slice holds, straight into dst (dst[0] = element want_lo); for moments
+// (group "m") also the matching /v slice into dst_v. Adds the elements read to *got.
+static int read_range(const char *dir, src_file *sf, const char *group, const nv_param *sp,
+                      int src_tp, int src_size, size_t want_lo, size_t want_hi, float *dst,
+                      float *dst_v, size_t *got, nv_error *err) {
+    hid_t f = src_open(dir, sf, err);
+    if (f < 0) return -1;
+    if (group[0] && H5Lexists(f, group, H5P_DEFAULT) <= 0)
+        return nv_seterr(err, "%s: group /%s missing", sf->name, group);
+    for (int b = 0; b < (dst_v ? 2 : 1); b++) {
+        char dname[NV_PARAM_NAME_MAX + 8];
+        snprintf(dname, sizeof dname, "%s%s%s", b ? "v" : group, group[0] ? "/" : "", sp->name);
+        if (H5Lexists(f, dname, H5P_DEFAULT) <= 0) {
+            if (group[0]) return 0; // this shard holds no part of the tensor
+            return nv_seterr(err, "%s: dataset %s missing", sf->name, dname);
+        }
+        slice_info si;
+        hid_t ds = open_slice(f, sf->name, dname, sp, src_tp, src_size, &si, err);
+        if (ds < 0) return -1;
+        size_t a = (size_t)si.start > want_lo ? (size_t)si.start : want_lo;
+        size_t e = (size_t)(si.start + si.count) < want_hi ? (size_t)(si.start + si.count) : want_hi;
+        int rc = 0;
+        if (a < e) {
+            hsize_t off[1] = {a - (size_t)si.start}, cnt[1] = {e - a};
+            hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(1, cnt, NULL);
+            if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) < 0 ||
+                H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, (b ? dst_v : dst) + (a - want_lo)) < 0)
+                rc = nv_seterr(err, "%s: dataset %s: read failed (Fletcher32 checksum mismatch or I/O "
+                                    "error)\n---> HINT: the file is damaged; use an older checkpoint",
+                               sf->name, dname);
+            if (fs >= 0) H5Sclose(fs);
+            if (ms >= 0) H5Sclose(ms);
+            if (!rc && b == 0) *got += e - a;
+        }
+        H5Dclose(ds);
+        if (rc) return -1;
     }
     return 0;
 }
@@ -1085,50 +1180,66 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
         memset(s->adam_m, 0, sizeof(float) * (s->shard_hi - s->shard_lo));
         memset(s->adam_v, 0, sizeof(float) * (s->shard_hi - s->shard_lo));
     }
-    float *tmp = NULL;
-    size_t tcap = 0;
+    float *tmp = NULL, *full[2] = {NULL, NULL};
+    uint8_t *flag = NULL;
+    size_t tcap = 0, fcap = 0;
     for (int k = 0; k < T->n && !rc; k++) {
         const nv_param *p = &T->p[k];
         int j = nv_params_find(&src[0], p->name);
+        size_t lo = s->shard_lo > p->offset ? s->shard_lo - p->offset : 0;
+        size_t hi = s->shard_hi < p->offset + p->numel ? s->shard_hi - p->offset : p->numel;
+        int want_m = s->adam_m && s->shard_hi > p->offset && lo < hi;
+        // Same local layout (replicated, or the same tensor degree): source tensor rank st
+        // holds exactly our local tensor, so slices are read straight into place.
+        if (p->split == NV_SPLIT_NONE || m->tensor == T->tp_size) {
+            int st = p->split == NV_SPLIT_NONE ? T->tp_rank % m->tensor : T->tp_rank;
+            size_t got = 0;
+            if (s->master) {
+                rc = read_range(step_dir, &model[st], "", &src[st].p[j], st, m->tensor, 0, p->numel,
+                                s->master + p->offset, NULL, &got, err);
+                if (!rc && got != p->numel)
+                    rc = nv_seterr(err, "checkpoint %s: tensor %s: %s holds %zu of its %zu elements", sd,
+                                   p->name, model[st].name, got, p->numel);
+            }
+            got = 0;
+            for (int o = 0; o < n_opt && want_m && !rc; o++)
+                if (opt[o].tp == st)
+                    rc = read_range(step_dir, &opt[o], "m", &src[st].p[j], st, m->tensor, lo, hi,
+                                    s->adam_m + p->offset + lo - s->shard_lo,
+                                    s->adam_v + p->offset + lo - s->shard_lo, &got, err);
+            if (want_m && !rc && got != hi - lo)
+                rc = nv_seterr(err, "checkpoint %s: tensor %s: optim files hold %zu of the %zu moments "
+                                    "needed", sd, p->name, got, hi - lo);
+            continue;
+        }
+        // Another layout: gather what this rank needs into full-tensor buffers via full indices.
         size_t N = (size_t)(p->full[0] * p->full[1]);
-        uint8_t *flag = nv_malloc(N);
-        float *full[2] = {nv_malloc(sizeof(float) * N), NULL};
+        if (N > fcap) {
+            fcap = N;
+            flag = nv_realloc(flag, N);
+            full[0] = nv_realloc(full[0], sizeof(float) * N);
+            full[1] = nv_realloc(full[1], sizeof(float) * N);
+        }
         if (s->master) {
-            memset(flag, 0, N);
-            for (size_t i = 0; i < p->numel; i++) flag[nv_param_full_index(p, i, T->tp_rank, T->tp_size)] = 1;
+            mark(p, T, 0, p->numel, flag, N);
             for (int t = 0; t < m->tensor && !rc; t++)
                 rc = take_slice(step_dir, &model[t], "", &src[t].p[j], t, m->tensor, flag, full, 1,
                                 &tmp, &tcap, err);
-            for (size_t i = 0; i < p->numel && !rc; i++) {
-                int64_t fi = nv_param_full_index(p, i, T->tp_rank, T->tp_size);
-                if (flag[fi] != 2) rc = nv_seterr(err, "checkpoint %s: tensor %s: element %" PRId64
-                                                      " in no model file", sd, p->name, fi);
-                else s->master[p->offset + i] = full[0][fi];
-            }
+            if (!rc) rc = gather(p, T, 0, p->numel, flag, full, s->master + p->offset, NULL, sd, "model", err);
         }
-        size_t lo = s->shard_lo > p->offset ? s->shard_lo - p->offset : 0;
-        size_t hi = s->shard_hi < p->offset + p->numel ? s->shard_hi - p->offset : p->numel;
-        if (s->adam_m && !rc && s->shard_hi > p->offset && lo < hi) {
-            full[1] = nv_malloc(sizeof(float) * N);
-            memset(flag, 0, N);
-            for (size_t i = lo; i < hi; i++) flag[nv_param_full_index(p, i, T->tp_rank, T->tp_size)] = 1;
+        if (want_m && !rc) {
+            mark(p, T, lo, hi, flag, N);
             for (int o = 0; o < n_opt && !rc; o++)
                 rc = take_slice(step_dir, &opt[o], "m", &src[opt[o].tp].p[j], opt[o].tp, m->tensor,
                                 flag, full, 2, &tmp, &tcap, err);
-            for (size_t i = lo; i < hi && !rc; i++) {
-                int64_t fi = nv_param_full_index(p, i, T->tp_rank, T->tp_size);
-                if (flag[fi] != 2) rc = nv_seterr(err, "checkpoint %s: tensor %s: moments of element %"
-                                                      PRId64 " in no optim file", sd, p->name, fi);
-                else {
-                    s->adam_m[p->offset + i - s->shard_lo] = full[0][fi];
-                    s->adam_v[p->offset + i - s->shard_lo] = full[1][fi];
-                }
-            }
+            if (!rc)
+                rc = gather(p, T, lo, hi, flag, full, s->adam_m + p->offset + lo - s->shard_lo,
+                            s->adam_v + p->offset + lo - s->shard_lo, sd, "optim", err);
         }
-        free(flag);
-        free(full[0]);
-        free(full[1]);
     }
+    free(flag);
+    free(full[0]);
+    free(full[1]);
     free(tmp);
     for (int t = 0; t < m->tensor; t++)
         if (model[t].h >= 0) H5Fclose(model[t].h);
