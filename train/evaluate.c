@@ -325,3 +325,56 @@ int nv_model_load_ckpt(nv_model *m, const char *path, const nv_dist *d, char *lo
     free(s.master);
     return rc;
 }
+
+// ---- the trainer's hook ----------------------------------------------------------------------
+
+void nv_eval_hook_init(nv_eval_hook *h, const nv_config *cfg, const nv_dist *d) {
+    memset(h, 0, sizeof *h);
+    nv_corpus_init(&h->valid);
+    if (!cfg->data.valid[0] || cfg->log.eval_every <= 0) return;
+    if (d->tp_size > 1) {
+        if (d->rank == 0)
+            fprintf(stderr, "nvwa: warning: [log] eval-every: evaluation needs [parallel] tensor = 1 "
+                            "for now; no evaluation in this run\n---> HINT: evaluate checkpoints with nvwa-eval\n");
+        return;
+    }
+    if (d->rank != 0) return;
+    nv_error err;
+    if (nv_corpus_open(cfg->data.valid, &h->valid, 0, &err) != 0)
+        nv_dist_abort(d, "[data] valid: %s", err.msg);
+    if (h->valid.n_seqs == 0) nv_dist_abort(d, "[data] valid %s: no sequences", cfg->data.valid);
+    printf("valid: %s: %llu sequences, %llu tokens; evaluated every %ld steps\n", cfg->data.valid,
+           (unsigned long long)h->valid.n_seqs, (unsigned long long)h->valid.n_tokens,
+           cfg->log.eval_every);
+    h->active = 1;
+}
+
+double nv_eval_hook_step(nv_eval_hook *h, nv_model *m, const nv_corpus *train,
+                         const nv_config *cfg, const nv_dist *d, nv_logger *lg, long done) {
+    if (!h->active) return 0.0;
+    if (done % cfg->log.eval_every != 0 && done != cfg->train.steps) return 0.0;
+    const double t0 = nv_now();
+    nv_eval_result r;
+    nv_error err;
+    if (nv_evaluate(m, &h->valid, train, cfg, 0, &r, &err) != 0) {
+        fprintf(stderr, "nvwa: warning: evaluation at step %ld: %s\n", done, err.msg);
+        return nv_now() - t0;
+    }
+    if (!lg->quiet) {
+        printf("eval %6ld | loss %.4f | mlm %.4f (ppl %.3f, acc %.3f; unigram %.4f, acc %.3f) | "
+               "struct acc %.3f, macro %.3f (majority %.3f) | %.1f s\n",
+               done, r.loss, r.mlm_loss, r.perplexity, r.mlm_acc, r.uni_loss, r.uni_acc, r.st_acc,
+               r.st_macro_acc, r.maj_acc, r.seconds);
+        fflush(stdout);
+    }
+    char f[4096];
+    int k = snprintf(f, sizeof f, "\"step\": %ld, ", done);
+    nv_eval_json_fields(&r, f + k, sizeof f - (size_t)k);
+    nv_log_event(lg, "eval", f);
+    return nv_now() - t0;
+}
+
+void nv_eval_hook_free(nv_eval_hook *h) {
+    nv_corpus_free(&h->valid);
+    h->active = 0;
+}

@@ -75,3 +75,24 @@ int nv_ckpt_read_config(const char *path, nv_config *cfg, long *step, nv_error *
 // *loaded (may be NULL, NV_PATH_MAX) receives the step dir loaded.
 int nv_model_load_ckpt(nv_model *m, const char *path, const nv_dist *d, char *loaded,
                        nv_error *err);
+
+// ---- the trainer's [log] eval-every hook ---------------------------------------------------
+#include "train/log.h"
+
+typedef struct nv_eval_hook {
+    int active;        // [data] valid set, [log] eval-every > 0, and this rank evaluates
+    nv_corpus valid;   // loaded once at start
+} nv_eval_hook;
+
+// Load [data] valid once (on the ranks that evaluate) when it is set and eval-every > 0.
+// First version: evaluation runs with tensor = 1 only (on rank 0, alone; other data ranks go
+// on to the next step's collectives and wait there); otherwise rank 0 warns once and the
+// hook stays off. A bad valid corpus ends the job with one line.
+void nv_eval_hook_init(nv_eval_hook *h, const nv_config *cfg, const nv_dist *d);
+// After global step `done` (1-based): when done % eval-every == 0 or done is the last step,
+// evaluate on the valid corpus (baselines from `train`), print a line and append
+// {"event": "eval", "step": done, ...} to the JSONL log (rank 0). Returns the seconds it
+// took (0 when it did nothing), for the trainer to leave out of its tokens/s window.
+double nv_eval_hook_step(nv_eval_hook *h, nv_model *m, const nv_corpus *train,
+                       const nv_config *cfg, const nv_dist *d, nv_logger *lg, long done);
+void nv_eval_hook_free(nv_eval_hook *h);
