@@ -1274,11 +1274,11 @@ int nv_ckpt_load(const char *root_or_dir, const nv_dist *d, nv_config *cfg_out,
     NV_MPI_CHECK(d, MPI_Bcast(dirs, (int)(sizeof *dirs * (size_t)n), MPI_CHAR, 0, d->comm_world));
     for (int c = 0; c < n; c++) {
         nv_ckpt_manifest m;
-        int rc = nv_ckpt_manifest_read(dirs[c], &m, &e);
+        int mrc = nv_ckpt_manifest_read(dirs[c], &m, &e), rc = mrc;
         // ranks share the CRC work: file i is read by rank i % world
         if (!rc) rc = nv_ckpt_verify_files(dirs[c], &m, d->rank, d->world, &e);
         if (agree(d, rc, &e)) {
-            if (!rc) nv_ckpt_manifest_free(&m);
+            if (!mrc) nv_ckpt_manifest_free(&m);
             if (!s->warning.msg[0]) s->warning = e;
             if (c + 1 < n && d->rank == 0)
                 fprintf(stderr, "nvwa: warning: %s; trying %s\n", e.msg, base_name(dirs[c + 1]));
