@@ -5,15 +5,20 @@
 #include "train/trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <zlib.h>
 
 #include "data/batch.h"
 #include "data/synth.h"
 #include "model/flops.h"
 #include "model/model.h"
 #include "optim/adamw.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h" // [log] eval-every (evaluation hook)
 #include "train/grad_sync.h"
 #include "train/log.h"
 
@@ -86,6 +91,122 @@ static double rss_gib(void) {
     return (double)rss * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0 * 1024.0);
 }
 
+// SIGTERM / SIGUSR1 (SLURM's warning before the time limit) only set this flag; the ranks
+// agree on it at the next step boundary, save and exit 0. A signal handler can reach
+// nothing else, hence the one file-scope variable.
+static volatile sig_atomic_t stop_signal = 0;
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+}
+
+// What a checkpoint holds of this rank, gathered from (or scattered to) the training state.
+// The CPU backend's state buffers are host floats and are used in place; other backends are
+// staged through host copies.
+typedef struct train_state {
+    nv_model *model;
+    nv_adamw *opt;
+    nv_loader *loader;
+    int *consecutive_skips;
+    size_t lo, hi;
+    int zero1, staged;
+    float *h_master, *h_m, *h_v;
+} train_state;
+
+static void state_bind(train_state *ts, nv_ckpt_state *s) {
+    const nv_backend *be = nv_model_backend(ts->model);
+    const nv_param_table *t = nv_model_params(ts->model);
+    memset(s, 0, sizeof *s);
+    s->t = t;
+    s->shard_lo = ts->lo;
+    s->shard_hi = ts->hi;
+    s->zero1 = ts->zero1;
+    ts->staged = strcmp(be->name, "cpu") != 0;
+    if (!ts->staged) {
+        s->master = nv_model_master(ts->model);
+        s->adam_m = ts->opt->m;
+        s->adam_v = ts->opt->v;
+    } else {
+        if (!ts->h_master) {
+            ts->h_master = nv_malloc(t->total * sizeof(float));
+            ts->h_m = nv_malloc((ts->hi - ts->lo + 1) * sizeof(float));
+            ts->h_v = nv_malloc((ts->hi - ts->lo + 1) * sizeof(float));
+        }
+        s->master = ts->h_master;
+        s->adam_m = ts->h_m;
+        s->adam_v = ts->h_v;
+    }
+}
+
+static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state *ts, long step) {
+    nv_ckpt_state s;
+    nv_error err;
+    state_bind(ts, &s);
+    if (ts->staged) {
+        const nv_backend *be = nv_model_backend(ts->model);
+        be->to_host(s.master, nv_model_master(ts->model), nv_model_params(ts->model)->total * 4);
+        be->to_host(s.adam_m, ts->opt->m, (ts->hi - ts->lo) * 4);
+        be->to_host(s.adam_v, ts->opt->v, (ts->hi - ts->lo) * 4);
+    }
+    s.step = step;
+    nv_loader_get_cursor(ts->loader, &s.cursor);
+    s.extra[0] = (uint64_t)ts->opt->t_step;
+    s.extra[1] = (uint64_t)*ts->consecutive_skips;
+    const double t0 = nv_now();
+    if (nv_ckpt_save(cfg->checkpoint.dir, d, cfg, &s, cfg->checkpoint.keep, &err) != 0)
+        nv_dist_abort(d, "checkpoint at step %ld: %s", step, err.msg);
+    if (d->rank == 0)
+        printf("checkpoint: step %ld saved under %s in %.2f s\n", step, cfg->checkpoint.dir, nv_now() - t0);
+}
+
+// Resume per [checkpoint] resume: "none"; "auto" = the newest complete checkpoint under
+// [checkpoint] dir if there is one; else a checkpoint root or step directory. Returns the
+// step to continue from (0 when starting fresh).
+static long maybe_resume(const nv_config *cfg, const nv_dist *d, train_state *ts) {
+    const char *how = cfg->checkpoint.resume, *src = NULL;
+    if (strcmp(how, "none") == 0) return 0;
+    if (strcmp(how, "auto") == 0) {
+        if (!cfg->checkpoint.dir[0]) return 0;
+        char (*dirs)[NV_PATH_MAX] = NULL;
+        nv_error e;
+        int n = nv_ckpt_candidates(cfg->checkpoint.dir, &dirs, &e);
+        free(dirs);
+        if (n <= 0) return 0;
+        src = cfg->checkpoint.dir;
+    } else {
+        src = how;
+    }
+    nv_ckpt_state s;
+    nv_config saved;
+    nv_error err;
+    state_bind(ts, &s);
+    if (nv_ckpt_load(src, d, &saved, &s, &err) != 0)
+        nv_dist_abort(d, "resume from %s: %s\n---> HINT: [checkpoint] resume = none starts afresh", src, err.msg);
+    if (memcmp(&saved.model, &cfg->model, sizeof saved.model) != 0)
+        nv_dist_abort(d, "resume from %s: its [model] section differs from this run's\n"
+                      "---> HINT: a checkpoint continues only the model it was saved from", s.loaded);
+    if (ts->staged) {
+        const nv_backend *be = nv_model_backend(ts->model);
+        be->to_device(nv_model_master(ts->model), s.master, nv_model_params(ts->model)->total * 4);
+        be->to_device(ts->opt->m, s.adam_m, (ts->hi - ts->lo) * 4);
+        be->to_device(ts->opt->v, s.adam_v, (ts->hi - ts->lo) * 4);
+    }
+    nv_model_refresh_act(ts->model);
+    ts->opt->t_step = (long)s.extra[0];
+    *ts->consecutive_skips = (int)s.extra[1];
+    if (nv_loader_set_cursor(ts->loader, &s.cursor, &err) != 0)
+        nv_dist_abort(d, "resume from %s: data cursor: %s", s.loaded, err.msg);
+    if (d->rank == 0)
+        printf("resumed from %s at step %ld\n", s.loaded, s.step);
+    return s.step;
+}
+
 // Tensor-parallel all-reduce of activations (CPU: MPI over the tensor group).
 static void tp_allreduce_cpu(void *ctx, void *buf, size_t n) {
     const nv_dist *d = ctx;
@@ -152,16 +273,34 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
 
     nv_logger lg = {0};
     if (root && nv_logger_open(&lg, cfg->log.file, 0) != 0) nv_dist_abort(d, "cannot open the log");
+    // --- evaluation hook ([log] eval-every on [data] valid; train/evaluate.h) ---
+    nv_eval_hook eval_hook;
+    nv_eval_hook_init(&eval_hook, cfg, d);
+    // --- end evaluation hook ---
 
     nv_batch *mb = nv_calloc((size_t)accum, sizeof(nv_batch));
     for (int a = 0; a < accum; a++) nv_batch_alloc(&mb[a], rows, L);
     int32_t *lens = nv_malloc((size_t)accum * max_tokens * sizeof(int32_t));
 
+    int consecutive_skips = 0, rc = 0;
+    train_state ts = {model, &opt, loader, &consecutive_skips, lo, hi, zero1, 0, NULL, NULL, NULL};
+    const long start_step = maybe_resume(cfg, d, &ts);
+    install_stop_handlers();
+
     const double t_start = nv_now();
     double t_window = t_start, tok_window = 0, flop_window = 0;
-    int consecutive_skips = 0, rc = 0;
-    for (long step = 0; step < cfg->train.steps; step++) {
+    long step = start_step;
+    const int debug_hash = getenv("NVWA_DEBUG_HASH") != NULL;
+    for (; step < cfg->train.steps; step++) {
         const double t0 = nv_now();
+        if (debug_hash) { // determinism debugging: CRC32 of the state entering each step
+            nv_ckpt_state hs;
+            state_bind(&ts, &hs);
+            printf("hash step %ld rank %d: master %08lx m %08lx v %08lx\n", step + 1, d->rank,
+                   crc32(0, (const Bytef *)hs.master, (uInt)(pt->total * 4)),
+                   crc32(0, (const Bytef *)hs.adam_m, (uInt)((hi - lo) * 4)),
+                   crc32(0, (const Bytef *)hs.adam_v, (uInt)((hi - lo) * 4)));
+        }
         // [0] mlm positions, [1] structure positions, [2] real tokens: over the global batch
         long cnt[3] = {0, 0, 0}, n_lens = 0;
         for (int a = 0; a < accum; a++) {
@@ -171,6 +310,19 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
             cnt[2] += mb[a].n_real;
             n_lens += batch_seq_lens(&mb[a], lens + n_lens);
         }
+        if (debug_hash)
+            for (int a = 0; a < accum; a++) {
+                const size_t n = (size_t)rows * L;
+                uLong c = crc32(0, (const Bytef *)mb[a].input, (uInt)(n * 4));
+                c = crc32(c, (const Bytef *)mb[a].target, (uInt)(n * 4));
+                c = crc32(c, (const Bytef *)mb[a].struct_in, (uInt)(n * 4));
+                c = crc32(c, (const Bytef *)mb[a].struct_target, (uInt)(n * 4));
+                c = crc32(c, (const Bytef *)mb[a].mlm_mask, (uInt)n);
+                c = crc32(c, (const Bytef *)mb[a].struct_mask, (uInt)n);
+                c = crc32(c, (const Bytef *)mb[a].segment, (uInt)(n * 4));
+                c = crc32(c, (const Bytef *)mb[a].position, (uInt)(n * 4));
+                printf("hash step %ld rank %d: micro-batch %d %08lx\n", step + 1, d->rank, a, c);
+            }
         double local_flops = nv_flops_per_step(&cfg->model, lens, n_lens);
         nv_allreduce_sum_long(d, d->comm_dp, cnt, 3);
         const long n_mlm = cnt[0], n_st = cnt[1], n_real = cnt[2];
@@ -219,6 +371,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
                     fprintf(stderr, "nvwa: error: %d consecutive steps with non-finite gradients; stopping\n"
                             "---> HINT: lower [optim] lr or check the data\n", consecutive_skips);
                 rc = 1;
+                // the weights are the last good ones: keep them
+                if (cfg->checkpoint.dir[0]) save_checkpoint(cfg, d, &ts, step + 1);
                 break;
             }
         } else {
@@ -250,16 +404,39 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
             r.step_time = t1 - t0;
             r.mfu = strcmp(be->name, "cuda") == 0 ? r.flops_per_s / (989e12 * d->world) : -1.0;
             r.mem_gib = rss_gib();
-            r.eta_s = (t1 - t_start) / (double)(step + 1) * (double)(cfg->train.steps - step - 1);
+            r.eta_s = (t1 - t_start) / (double)(step + 1 - start_step) * (double)(cfg->train.steps - step - 1);
             r.skipped = skip;
             if (root) nv_log_step(&lg, &r, 1);
             t_window = t1;
             tok_window = flop_window = 0;
         }
+        // --- evaluation hook ---
+        t_window += nv_eval_hook_step(&eval_hook, model, &corpus, cfg, d, &lg, step + 1);
+        // --- end evaluation hook ---
+        // step boundary: every rank agrees whether to stop (signal or time limit)
+        const long done = step + 1;
+        int stop = stop_signal != 0 ||
+                   (cfg->train.exit_after_minutes > 0 && nv_now() - t_start >= 60.0 * cfg->train.exit_after_minutes);
+        nv_allreduce_max_int(d, d->comm_world, &stop, 1);
+        const int periodic = cfg->checkpoint.every > 0 && done % cfg->checkpoint.every == 0;
+        if (cfg->checkpoint.dir[0] && (periodic || done == cfg->train.steps || stop))
+            save_checkpoint(cfg, d, &ts, done);
+        if (stop) {
+            if (root)
+                printf("stopping after step %ld (%s)%s\n", done,
+                       stop_signal ? "signal" : "[train] exit-after-minutes",
+                       cfg->checkpoint.dir[0] ? "; resume with the same command" : "; no [checkpoint] dir, nothing saved");
+            step = done;
+            break;
+        }
     }
     char took[32];
     nv_format_duration(nv_now() - t_start, took, sizeof took);
-    if (rc == 0 && root) printf("done: %ld steps in %s\n", cfg->train.steps, took);
+    if (rc == 0 && root && step >= cfg->train.steps)
+        printf("done: %ld steps in %s\n", cfg->train.steps - start_step, took);
+    free(ts.h_master);
+    free(ts.h_m);
+    free(ts.h_v);
 
     for (int a = 0; a < accum; a++) nv_batch_free(&mb[a]);
     free(mb);
@@ -270,6 +447,7 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     nv_adamw_free(&opt);
     nv_model_free(model);
     nv_loader_free(loader);
+    nv_eval_hook_free(&eval_hook); // evaluation hook
     nv_corpus_free(&corpus);
     return rc;
 }
