@@ -3,17 +3,29 @@
 // Query i of segment [s0, s0+len) sees key j of the same segment iff window == 0 or
 // |i - j| <= window/2, so the visible keys are one contiguous range [lo, hi] and only that
 // range is touched. Tokens in no segment are pads: out, lse and dqkv stay zero there.
-// The softmax runs in `real` with max subtraction (fp32 on the float instance, as the design
-// asks). Work is split over (segment, head) pairs: each pair owns disjoint rows of out, lse
-// and dqkv, so the backward needs no atomics and is deterministic.
+//
+// Blocked like FlashAttention, on BLAS: per (segment, head), queries go in blocks of ATT_BQ;
+// a block sees the union [lo, hi] of its rows' key ranges, and
+//   forward:  S = scale Q K^T (GEMM), row softmax in `real` with max subtraction (keys a row
+//             may not see get P = 0), lse = max + log(sum), O = P V (GEMM)
+//   backward: P = exp(scale Q K^T - lse) recomputed, dP = dO V^T, D = rowsum(dO o O),
+//             dS = P o (dP - D), dV += P^T dO, dQ = scale dS K, dK += scale dS^T Q (GEMMs)
+// The GEMMs read q, k, v of head h straight out of the strided qkv rows (leading dimension
+// 3d at column offsets h dh, d + h dh, 2d + h dh) and write out / dqkv the same way.
+// Parallel work: the forward splits over (segment, head, query block), every task owning
+// its rows of out and lse; the backward splits over (segment, head) and walks the query
+// blocks in order, so dK and dV accumulate in a fixed order. No atomics, the same bits for
+// any thread count (BLAS runs single-threaded inside, common.inc).
 // Written over `real` and FN(); included by cpu_f32.c and cpu_f64.c, never compiled alone.
 
-// the longest contiguous key range any query can see
+#define ATT_BQ 64 // queries per block
+
+// the longest key range a query block can see
 static int FN(attn_span)(const nv_attn_segs *segs, int window) {
     int m = 0;
     for (int s = 0; s < segs->n_segs; s++)
         if (segs->len[s] > m) m = segs->len[s];
-    if (window > 0 && 2 * (window / 2) + 1 < m) m = 2 * (window / 2) + 1;
+    if (window > 0 && ATT_BQ + 2 * (window / 2) < m) m = ATT_BQ + 2 * (window / 2);
     return m > 0 ? m : 1;
 }
 
@@ -28,7 +40,7 @@ static size_t FN(attn_work)(const nv_attn_segs *segs, int H, int dh, int window)
 }
 
 // Eight running sums in a fixed order: vectorizes without -ffast-math, and stays
-// deterministic.
+// deterministic (the grouping does not depend on alignment or threads).
 static inline real FN(dot)(const real *restrict a, const real *restrict b, int n) {
     real acc[8] = {0};
     int c = 0;
@@ -39,95 +51,170 @@ static inline real FN(dot)(const real *restrict a, const real *restrict b, int n
     return s;
 }
 
-// one (query i, key j) term of the backward; the six rows never overlap (distinct thirds of
-// qkv rows, or distinct rows), hence restrict
-static inline void FN(attn_bwd_pair)(real *restrict dq, real *restrict dk, real *restrict dv,
-                                     const real *restrict q, const real *restrict k,
-                                     const real *restrict go, real ds, real p, int dh) {
-    for (int c = 0; c < dh; c++) {
-        dq[c] += ds * k[c];
-        dk[c] += ds * q[c];
-        dv[c] += p * go[c];
+static inline real FN(sum8)(const real *restrict a, int n) {
+    real acc[8] = {0};
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[c + k];
+    real s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; c < n; c++) s += a[c];
+    return s;
+}
+
+// max of a[0..n-1], n >= 1 (exact in any order)
+static inline real FN(max8)(const real *restrict a, int n) {
+    real m[8];
+    for (int k = 0; k < 8; k++) m[k] = a[0];
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        for (int k = 0; k < 8; k++) m[k] = a[c + k] > m[k] ? a[c + k] : m[k];
+    for (; c < n; c++) m[0] = a[c] > m[0] ? a[c] : m[0];
+    for (int k = 1; k < 8; k++) m[0] = m[k] > m[0] ? m[k] : m[0];
+    return m[0];
+}
+
+// p[j] = exp(p[j] - sub), in place
+static inline void FN(exp_sub)(real *restrict p, real sub, int n) {
+    for (int j = 0; j < n; j++) p[j] = R_VEXP(p[j] - sub);
+}
+
+// backward row: p = exp(s - lse), ds = p (dp - D), in place over s and dp
+static inline void FN(attn_bwd_row)(real *restrict p, real *restrict ds, real li, real Di, int n) {
+    for (int j = 0; j < n; j++) {
+        const real pij = R_VEXP(p[j] - li);
+        p[j] = pij;
+        ds[j] = pij * (ds[j] - Di);
     }
+}
+
+static real *FN(attn_scratch)(size_t n) {
+    real *p = aligned_alloc(64, ((n * sizeof(real)) + 63) & ~(size_t)63);
+    if (!p) {
+        fprintf(stderr, "nvwa: attention: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+// the key range [lo, hi] of query block [i0, i1) in segment [s0, s1), radius r
+static inline void FN(attn_range)(int i0, int i1, int s0, int s1, int r, int *lo, int *hi) {
+    *lo = i0 - r > s0 ? i0 - r : s0;
+    *hi = i1 - 1 + r < s1 - 1 ? i1 - 1 + r : s1 - 1;
+}
+
+// One query block of the forward: rows i0..i1-1 of head h.
+static void FN(attn_fwd_block)(real *out, real *lse, const real *qkv, real *S, int i0, int i1,
+                               int s0, int s1, int r, int h, int H, int dh, real scale) {
+    const int d = H * dh, ld = 3 * d, bq = i1 - i0;
+    int lo, hi;
+    FN(attn_range)(i0, i1, s0, s1, r, &lo, &hi);
+    const int nk = hi - lo + 1;
+    const real *Q = qkv + (size_t)i0 * ld + h * dh, *K = qkv + (size_t)lo * ld + d + h * dh;
+    const real *V = qkv + (size_t)lo * ld + 2 * d + h * dh;
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nk, dh, scale, Q, ld, K, ld, 0, S, nk);
+    for (int i = i0; i < i1; i++) {
+        real *p = S + (size_t)(i - i0) * nk;
+        const int a = (i - r > lo ? i - r : lo) - lo, b = (i + r < hi ? i + r : hi) - lo;
+        const real mx = FN(max8)(p + a, b - a + 1);
+        FN(exp_sub)(p + a, mx, b - a + 1);
+        const real sum = FN(sum8)(p + a, b - a + 1), inv = 1 / sum;
+        for (int j = 0; j < a; j++) p[j] = 0;
+        for (int j = a; j <= b; j++) p[j] *= inv;
+        for (int j = b + 1; j < nk; j++) p[j] = 0;
+        lse[(size_t)i * H + h] = mx + R_LOG(sum);
+    }
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, dh, nk, 1, S, nk, V, ld, 0,
+         out + (size_t)i0 * d + h * dh, d);
 }
 
 static void FN(attention_fwd)(void *out_, void *lse_, const void *qkv_, const nv_attn_segs *segs,
                               int n, int H, int dh, int window) {
     real *out = out_, *lse = lse_;
     const real *qkv = qkv_;
-    const int d = H * dh, ld = 3 * d, r = window > 0 ? window / 2 : n;
-    const int tasks = segs->n_segs * H, span = FN(attn_span)(segs, window);
+    const int r = window > 0 ? window / 2 : n, span = FN(attn_span)(segs, window);
     const real scale = (real)(1.0 / sqrt((double)dh));
-    memset(out, 0, (size_t)n * d * sizeof(real)); // pads
+    nv_cpu_blas_serial();
+    memset(out, 0, (size_t)n * H * dh * sizeof(real)); // pads
     memset(lse, 0, (size_t)n * H * sizeof(real));
+    // tasks: (segment, query block, head), blocks of a segment numbered from its start
+    int nblk = 0;
+    for (int s = 0; s < segs->n_segs; s++) nblk += (segs->len[s] + ATT_BQ - 1) / ATT_BQ;
+    int *bseg = malloc((size_t)(nblk > 0 ? nblk : 1) * 2 * sizeof(int));
+    if (!bseg) {
+        fprintf(stderr, "nvwa: attention: out of memory\n");
+        abort();
+    }
+    for (int s = 0, k = 0; s < segs->n_segs; s++)
+        for (int i0 = 0; i0 < segs->len[s]; i0 += ATT_BQ, k++) bseg[2 * k] = s, bseg[2 * k + 1] = i0;
+    const int tasks = nblk * H;
 #pragma omp parallel if (FN(attn_work)(segs, H, dh, window) > PAR_MIN)
     {
-        real *p = malloc((size_t)span * sizeof(real)); // this thread's score row
-        if (!p) {
-            fprintf(stderr, "nvwa: attention: out of memory\n");
-            abort();
-        }
+        real *S = FN(attn_scratch)((size_t)ATT_BQ * span); // this thread's score block
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < tasks; t++) {
-            const int s = t / H, h = t % H, s0 = segs->start[s], s1 = s0 + segs->len[s];
-            for (int i = s0; i < s1; i++) {
-                const int lo = i - r > s0 ? i - r : s0, hi = i + r < s1 - 1 ? i + r : s1 - 1;
-                const real *q = qkv + (size_t)i * ld + h * dh;
-                real mx = -INFINITY;
-                for (int j = lo; j <= hi; j++) {
-                    const real sc = FN(dot)(q, qkv + (size_t)j * ld + d + h * dh, dh) * scale;
-                    p[j - lo] = sc;
-                    if (sc > mx) mx = sc;
-                }
-                real sum = 0;
-                for (int j = lo; j <= hi; j++) {
-                    p[j - lo] = R_EXP(p[j - lo] - mx);
-                    sum += p[j - lo];
-                }
-                const real inv = 1 / sum;
-                real *o = out + (size_t)i * d + h * dh;
-                for (int j = lo; j <= hi; j++) {
-                    const real *v = qkv + (size_t)j * ld + 2 * d + h * dh, w = p[j - lo] * inv;
-                    for (int c = 0; c < dh; c++) o[c] += w * v[c];
-                }
-                lse[(size_t)i * H + h] = mx + R_LOG(sum);
-            }
+            const int k = t / H, h = t % H, s = bseg[2 * k];
+            const int s0 = segs->start[s], s1 = s0 + segs->len[s], i0 = s0 + bseg[2 * k + 1];
+            const int i1 = i0 + ATT_BQ < s1 ? i0 + ATT_BQ : s1;
+            FN(attn_fwd_block)(out, lse, qkv, S, i0, i1, s0, s1, r, h, H, dh, scale);
         }
-        free(p);
+        free(S);
     }
+    free(bseg);
 }
 
-// With P = exp(S - lse), S = scale q k^T:
-//   dv_j += P_ij dout_i;   dS_ij = P_ij (dout_i . v_j - dout_i . out_i)
-//   dq_i += scale dS_ij k_j;   dk_j += scale dS_ij q_i
+// One query block of the backward (see the top of the file).
+static void FN(attn_bwd_block)(real *dqkv, const real *dout, const real *qkv, const real *out,
+                               const real *lse, real *P, real *dS, int i0, int i1, int s0,
+                               int s1, int r, int h, int H, int dh, real scale) {
+    const int d = H * dh, ld = 3 * d, bq = i1 - i0;
+    int lo, hi;
+    FN(attn_range)(i0, i1, s0, s1, r, &lo, &hi);
+    const int nk = hi - lo + 1;
+    const size_t qo = (size_t)i0 * ld + h * dh, ko = (size_t)lo * ld + d + h * dh;
+    const size_t vo = (size_t)lo * ld + 2 * d + h * dh;
+    const real *dO = dout + (size_t)i0 * d + h * dh;
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nk, dh, scale, qkv + qo, ld, qkv + ko, ld,
+         0, P, nk);
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nk, dh, 1, dO, d, qkv + vo, ld, 0, dS, nk);
+    for (int i = i0; i < i1; i++) {
+        real *p = P + (size_t)(i - i0) * nk, *ds = dS + (size_t)(i - i0) * nk;
+        const int a = (i - r > lo ? i - r : lo) - lo, b = (i + r < hi ? i + r : hi) - lo;
+        const real li = lse[(size_t)i * H + h];
+        const real Di = FN(dot)(dout + (size_t)i * d + h * dh, out + (size_t)i * d + h * dh, dh);
+        for (int j = 0; j < a; j++) p[j] = 0, ds[j] = 0;
+        FN(attn_bwd_row)(p + a, ds + a, li, Di, b - a + 1);
+        for (int j = b + 1; j < nk; j++) p[j] = 0, ds[j] = 0;
+    }
+    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dh, bq, 1, P, nk, dO, d, 1, dqkv + vo, ld);
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, dh, nk, scale, dS, nk, qkv + ko, ld, 0,
+         dqkv + qo, ld);
+    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dh, bq, scale, dS, nk, qkv + qo, ld, 1,
+         dqkv + ko, ld);
+}
+
 static void FN(attention_bwd)(void *dqkv_, const void *dout_, const void *qkv_, const void *out_,
                               const void *lse_, const nv_attn_segs *segs, int n, int H, int dh,
                               int window) {
     real *dqkv = dqkv_;
     const real *dout = dout_, *qkv = qkv_, *out = out_, *lse = lse_;
-    const int d = H * dh, ld = 3 * d, r = window > 0 ? window / 2 : n;
+    const int r = window > 0 ? window / 2 : n, span = FN(attn_span)(segs, window);
     const int tasks = segs->n_segs * H;
     const real scale = (real)(1.0 / sqrt((double)dh));
-    memset(dqkv, 0, (size_t)n * ld * sizeof(real)); // overwrite semantics; pads stay zero
-    const int par = FN(attn_work)(segs, H, dh, window) > PAR_MIN;
-#pragma omp parallel for schedule(dynamic, 1) if (par)
-    for (int t = 0; t < tasks; t++) {
-        const int s = t / H, h = t % H, s0 = segs->start[s], s1 = s0 + segs->len[s];
-        for (int i = s0; i < s1; i++) {
-            const int lo = i - r > s0 ? i - r : s0, hi = i + r < s1 - 1 ? i + r : s1 - 1;
-            const real *q = qkv + (size_t)i * ld + h * dh, *go = dout + (size_t)i * d + h * dh;
-            real *dq = dqkv + (size_t)i * ld + h * dh;
-            const real Di = FN(dot)(go, out + (size_t)i * d + h * dh, dh);
-            const real li = lse[(size_t)i * H + h];
-            for (int j = lo; j <= hi; j++) {
-                const real *k = qkv + (size_t)j * ld + d + h * dh;
-                const real *v = qkv + (size_t)j * ld + 2 * d + h * dh;
-                real *dk = dqkv + (size_t)j * ld + d + h * dh;
-                real *dv = dqkv + (size_t)j * ld + 2 * d + h * dh;
-                const real pij = R_EXP(FN(dot)(q, k, dh) * scale - li);
-                const real ds = pij * (FN(dot)(go, v, dh) - Di) * scale;
-                FN(attn_bwd_pair)(dq, dk, dv, q, k, go, ds, pij, dh);
+    nv_cpu_blas_serial();
+    memset(dqkv, 0, (size_t)n * 3 * H * dh * sizeof(real)); // overwrite semantics; pads zero
+#pragma omp parallel if (FN(attn_work)(segs, H, dh, window) > PAR_MIN)
+    {
+        real *P = FN(attn_scratch)((size_t)ATT_BQ * span), *dS = FN(attn_scratch)((size_t)ATT_BQ * span);
+#pragma omp for schedule(dynamic, 1)
+        for (int t = 0; t < tasks; t++) {
+            const int s = t / H, h = t % H, s0 = segs->start[s], s1 = s0 + segs->len[s];
+            for (int i0 = s0; i0 < s1; i0 += ATT_BQ) {
+                const int i1 = i0 + ATT_BQ < s1 ? i0 + ATT_BQ : s1;
+                FN(attn_bwd_block)(dqkv, dout, qkv, out, lse, P, dS, i0, i1, s0, s1, r, h, H, dh,
+                                   scale);
             }
         }
+        free(P);
+        free(dS);
     }
 }

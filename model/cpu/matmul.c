@@ -1,29 +1,83 @@
 // matmul.c - linear layers through BLAS: out[n,o] = inp[n,i] W[o,i]^T (+ bias[o]).
+// BLAS runs single-threaded (common.inc); big GEMMs are cut into MM_PARTS blocks of whole
+// output rows or columns, fixed by the shape alone, and the blocks spread over OpenMP. Every
+// output element is one BLAS dot over the full inner dimension, whoever computes it: the
+// same bits for any thread count.
 // Written over `real`, FN() and GEMM (cblas_sgemm or cblas_dgemm); included by cpu_f32.c
 // and cpu_f64.c, never compiled alone.
+
+#define MM_PARTS 8                      // blocks per big GEMM (2-8 cores get even shares)
+#define MM_PAR_FLOPS ((size_t)1 << 22) // below this many multiply-adds: one call
+
+// block width for cutting `dim` into at most MM_PARTS pieces of >= min_blk (multiple of 16)
+static int FN(mm_blk)(int dim, int min_blk) {
+    int b = (dim + MM_PARTS - 1) / MM_PARTS;
+    b = (b + 15) & ~15;
+    return b < min_blk ? min_blk : b;
+}
+
+// C[M,N] = alpha op(A) op(B) + beta C, row blocks of C in parallel (A row-major, not
+// transposed, so a row block of C is a row block of A)
+static void FN(gemm_rows)(CBLAS_TRANSPOSE tb, int M, int N, int K, const real *A, int lda,
+                          const real *B, int ldb, real beta, real *C, int ldc) {
+    if ((size_t)M * N * K < MM_PAR_FLOPS) {
+        GEMM(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const int bm = FN(mm_blk)(M, 32), nb = (M + bm - 1) / bm;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int b = 0; b < nb; b++) {
+        const int m0 = b * bm, m = m0 + bm < M ? bm : M - m0;
+        GEMM(CblasRowMajor, CblasNoTrans, tb, m, N, K, 1, A + (size_t)m0 * lda, lda, B, ldb,
+             beta, C + (size_t)m0 * ldc, ldc);
+    }
+}
 
 static void FN(matmul_fwd)(void *out_, const void *inp, const void *W, const void *bias_, int n,
                            int in_dim, int out_dim) {
     real *out = out_;
     const real *bias = bias_;
+    nv_cpu_blas_serial();
     if (bias) { // start from the bias and let the GEMM add onto it (beta = 1)
 #pragma omp parallel for if ((size_t)n * out_dim > PAR_MIN)
         for (int i = 0; i < n; i++)
             memcpy(out + (size_t)i * out_dim, bias, (size_t)out_dim * sizeof(real));
     }
-    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_dim, in_dim, 1, inp, in_dim, W, in_dim,
-         bias ? 1 : 0, out, out_dim);
+    FN(gemm_rows)(CblasTrans, n, out_dim, in_dim, inp, in_dim, W, in_dim, bias ? 1 : 0, out,
+                  out_dim);
 }
 
 // dinp = dout W (overwritten; skipped if NULL); dW += dout^T inp; dbias += column sums.
-static void FN(matmul_bwd)(void *dinp, void *dW, void *dbias_, const void *dout_,
-                           const void *inp, const void *W, int n, int in_dim, int out_dim) {
-    const real *dout = dout_;
+static void FN(matmul_bwd)(void *dinp, void *dW_, void *dbias_, const void *dout_,
+                           const void *inp_, const void *W, int n, int in_dim, int out_dim) {
+    real *dW = dW_;
+    const real *dout = dout_, *inp = inp_;
+    nv_cpu_blas_serial();
     if (dinp)
-        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_dim, out_dim, 1, dout, out_dim, W,
-             in_dim, 0, dinp, in_dim);
-    GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, n, 1, dout, out_dim, inp,
-         in_dim, 1, dW, in_dim);
+        FN(gemm_rows)(CblasNoTrans, n, in_dim, out_dim, dout, out_dim, W, in_dim, 0, dinp,
+                      in_dim);
+    // dW [out, in] += dout^T inp, a sum over the n rows: cut dW into blocks of whole rows
+    // (columns of dout) or whole columns (columns of inp), the longer side
+    if ((size_t)n * in_dim * out_dim < MM_PAR_FLOPS) {
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, n, 1, dout, out_dim, inp,
+             in_dim, 1, dW, in_dim);
+    } else if (out_dim >= in_dim) {
+        const int bo = FN(mm_blk)(out_dim, 16), nb = (out_dim + bo - 1) / bo;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int b = 0; b < nb; b++) {
+            const int o0 = b * bo, o = o0 + bo < out_dim ? bo : out_dim - o0;
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, o, in_dim, n, 1, dout + o0, out_dim,
+                 inp, in_dim, 1, dW + (size_t)o0 * in_dim, in_dim);
+        }
+    } else {
+        const int bi = FN(mm_blk)(in_dim, 16), nb = (in_dim + bi - 1) / bi;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int b = 0; b < nb; b++) {
+            const int i0 = b * bi, w = i0 + bi < in_dim ? bi : in_dim - i0;
+            GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, w, n, 1, dout, out_dim,
+                 inp + i0, in_dim, 1, dW + i0, in_dim);
+        }
+    }
     if (dbias_) {
         real *dbias = dbias_;
         const int nb = (out_dim + COL_BLOCK - 1) / COL_BLOCK;
