@@ -147,7 +147,6 @@ static int out_open(h5out *o, const char *tmp, int d, int logits, nv_error *err)
     o->strtype = H5Tcopy(H5T_C_S1);
     H5CK(o->strtype, "H5Tcopy");
     H5CK(H5Tset_size(o->strtype, H5T_VARIABLE), "H5Tset_size");
-    H5CK(H5Tset_cset(o->strtype, H5T_CSET_UTF8), "H5Tset_cset");
     if (mkds(o, "hidden", H5T_IEEE_F32LE, d, &o->hidden, err) ||
         mkds(o, "pooled", H5T_IEEE_F32LE, d, &o->pooled, err) ||
         mkds(o, "offsets", H5T_STD_U64LE, 0, &o->offsets, err) ||
