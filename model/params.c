@@ -2,6 +2,7 @@
 #include "model/params.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
