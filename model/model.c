@@ -40,6 +40,7 @@ struct nv_model {
     nv_param_ids ids;
     int d, dl, H, Hl, dh, f, fl, V, L;
     int max_n;
+    int recompute;        // layers > 0 share layer 0's buffers but for x_in
 
     void *master, *grad, *wact; // flat buffers; wact == master when types agree
     int wact_alias;
@@ -102,7 +103,13 @@ size_t nv_model_activation_bytes(const nv_model_config *c, const nv_backend *be,
 
 nv_model *nv_model_create(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
                           int tp_size, const nv_tp_comm *tp, int max_tokens) {
+    return nv_model_create_ex(cfg, be, tp_rank, tp_size, tp, max_tokens, 0);
+}
+
+nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
+                             int tp_size, const nv_tp_comm *tp, int max_tokens, int recompute) {
     nv_model *m = nv_calloc(1, sizeof *m);
+    m->recompute = recompute;
     m->cfg = *cfg;
     m->be = be;
     m->tp_rank = tp_rank;
@@ -151,6 +158,12 @@ nv_model *nv_model_create(const nv_model_config *cfg, const nv_backend *be, int 
     for (int l = 0; l < m->L; l++) {
         layer_acts *a = &m->la[l];
         a->x_in = alloc_act(m, n * d);
+        if (recompute && l > 0) { // everything but the input is recomputed: share layer 0's
+            layer_acts keep = *a;
+            *a = m->la[0];
+            a->x_in = keep.x_in;
+            continue;
+        }
         a->a = alloc_act(m, n * d);
         a->mean1 = alloc_state(m, n);
         a->rstd1 = alloc_state(m, n);
@@ -207,7 +220,9 @@ void nv_model_free(nv_model *m) {
     if (!m->wact_alias) be->free(m->wact);
     for (int l = 0; l < m->L; l++) {
         layer_acts *a = &m->la[l];
-        void *lb[] = {a->x_in, a->a, a->mean1, a->rstd1, a->qkv, a->o, a->lse, a->x_mid,
+        be->free(a->x_in);
+        if (m->recompute && l > 0) continue; // shared with layer 0
+        void *lb[] = {a->a, a->mean1, a->rstd1, a->qkv, a->o, a->lse, a->x_mid,
                       a->mm, a->mean2, a->rstd2, a->gu, a->h};
         for (size_t i = 0; i < sizeof lb / sizeof lb[0]; i++) be->free(lb[i]);
     }
@@ -328,6 +343,28 @@ static void score(nv_model *m, const void *loss, const void *logits, const int32
     *correct += hits;
 }
 
+// Layer l's forward from its `a` = LN_attn(x_in) up to h = GeGLU(...): the attention branch
+// (qkv, o, lse, x_mid), the MLP's input and gate/up (mm, gu, h). The caller applies W_out
+// and adds the MLP branch; the recompute in backward needs no more than this.
+static void layer_forward(nv_model *m, int l, const nv_attn_segs *segs, int n) {
+    const nv_backend *be = m->be;
+    layer_acts *a = &m->la[l];
+    const nv_layer_ids *li = &m->ids.layers[l];
+    const int d = m->d, dl = m->dl, Hl = m->Hl, dh = m->dh, fl = m->fl;
+    const int global = nv_config_is_global_layer(&m->cfg, l);
+    const double theta = global ? m->cfg.rope_theta_global : m->cfg.rope_theta_local;
+    const int window = global ? 0 : m->cfg.local_window;
+    be->matmul_fwd(a->qkv, a->a, W(m, li->wqkv), NULL, n, d, 3 * dl);
+    be->rope_fwd(a->qkv, m->pos, n, Hl, dh, theta);
+    be->attention_fwd(a->o, a->lse, a->qkv, segs, n, Hl, dh, window);
+    be->matmul_fwd(m->branch, a->o, W(m, li->wo), NULL, n, dl, d);
+    tp_allreduce(m, m->branch, (size_t)n * d); // row-parallel W_o
+    be->residual_layernorm_fwd(a->x_mid, a->mm, a->mean2, a->rstd2, a->x_in, m->branch,
+                               MS(m, li->mlp_norm), n, d);
+    be->matmul_fwd(a->gu, a->mm, W(m, li->w_in), NULL, n, d, 2 * fl);
+    be->geglu_fwd(a->h, a->gu, n, fl);
+}
+
 void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double struct_scale,
                    int want_grad, nv_losses *out) {
     const nv_backend *be = m->be;
@@ -349,20 +386,8 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
                       MS(m, id->layers[0].attn_norm), n, d);
     for (int l = 0; l < m->L; l++) {
         layer_acts *a = &m->la[l];
-        const nv_layer_ids *li = &id->layers[l];
-        const int global = nv_config_is_global_layer(&m->cfg, l);
-        const double theta = global ? m->cfg.rope_theta_global : m->cfg.rope_theta_local;
-        const int window = global ? 0 : m->cfg.local_window;
-        be->matmul_fwd(a->qkv, a->a, W(m, li->wqkv), NULL, n, d, 3 * dl);
-        be->rope_fwd(a->qkv, m->pos, n, Hl, dh, theta);
-        be->attention_fwd(a->o, a->lse, a->qkv, &segs, n, Hl, dh, window);
-        be->matmul_fwd(m->branch, a->o, W(m, li->wo), NULL, n, dl, d);
-        tp_allreduce(m, m->branch, (size_t)n * d); // row-parallel W_o
-        be->residual_layernorm_fwd(a->x_mid, a->mm, a->mean2, a->rstd2, a->x_in, m->branch,
-                                   MS(m, li->mlp_norm), n, d);
-        be->matmul_fwd(a->gu, a->mm, W(m, li->w_in), NULL, n, d, 2 * fl);
-        be->geglu_fwd(a->h, a->gu, n, fl);
-        be->matmul_fwd(m->branch, a->h, W(m, li->w_out), NULL, n, fl, d);
+        layer_forward(m, l, &segs, n);
+        be->matmul_fwd(m->branch, a->h, W(m, id->layers[l].w_out), NULL, n, fl, d);
         tp_allreduce(m, m->branch, (size_t)n * d); // row-parallel W_out
         if (l + 1 < m->L) {
             layer_acts *nx = &m->la[l + 1];
@@ -428,6 +453,10 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
     for (int l = m->L - 1; l >= 0; l--) {
         layer_acts *a = &m->la[l];
         const nv_layer_ids *li = &id->layers[l];
+        if (m->recompute) { // the same ops as the forward, so the same values
+            be->layernorm_fwd(a->a, a->mean1, a->rstd1, a->x_in, MS(m, li->attn_norm), n, d);
+            layer_forward(m, l, &segs, n);
+        }
         const int global = nv_config_is_global_layer(&m->cfg, l);
         const double theta = global ? m->cfg.rope_theta_global : m->cfg.rope_theta_local;
         const int window = global ? 0 : m->cfg.local_window;
