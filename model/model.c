@@ -41,6 +41,10 @@ struct nv_model {
     int d, dl, H, Hl, dh, f, fl, V, L;
     int max_n;
     int recompute;        // layers > 0 share layer 0's buffers but for x_in
+    // One planned allocation: lay_out() runs twice, first only adding up the sizes.
+    char *arena;
+    size_t arena_off, arena_size;
+    int planning;
 
     void *master, *grad, *wact; // flat buffers; wact == master when types agree
     int wact_alias;
@@ -71,8 +75,14 @@ struct nv_model {
     int last_nm, last_nst; // selected rows of the last step (nv_model_get_logits)
 };
 
-static void *alloc_act(nv_model *m, size_t n) { return m->be->alloc(n * m->be->act_bytes); }
-static void *alloc_state(nv_model *m, size_t n) { return m->be->alloc(n * m->be->state_bytes); }
+// Carve `bytes` from the arena (256-byte aligned, as cuBLASLt and vector loads like it).
+static void *carve(nv_model *m, size_t bytes) {
+    const size_t off = m->arena_off;
+    m->arena_off += (bytes + 255) & ~(size_t)255;
+    return m->planning ? NULL : m->arena + off;
+}
+static void *alloc_act(nv_model *m, size_t n) { return carve(m, n * m->be->act_bytes); }
+static void *alloc_state(nv_model *m, size_t n) { return carve(m, n * m->be->state_bytes); }
 
 const nv_param_table *nv_model_params(const nv_model *m) { return &m->t; }
 const nv_param_ids *nv_model_param_ids(const nv_model *m) { return &m->ids; }
@@ -90,6 +100,8 @@ static void *W(const nv_model *m, int k) { // compute copy of tensor k
 static void *MS(const nv_model *m, int k) { return nv_model_tensor(m, m->master, k); }
 static void *G(const nv_model *m, int k) { return nv_model_tensor(m, m->grad, k); }
 
+size_t nv_model_device_bytes(const nv_model *m) { return m->arena_size; }
+
 size_t nv_model_activation_bytes(const nv_model_config *c, const nv_backend *be, int tp,
                                  int n) {
     size_t d = c->hidden_size, dl = d / tp, Hl = c->num_attn_heads / tp,
@@ -101,60 +113,28 @@ size_t nv_model_activation_bytes(const nv_model_config *c, const nv_backend *be,
     return per_layer * c->num_layers + rest;
 }
 
-nv_model *nv_model_create(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
-                          int tp_size, const nv_tp_comm *tp, int max_tokens) {
-    return nv_model_create_ex(cfg, be, tp_rank, tp_size, tp, max_tokens, 0);
-}
-
-nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
-                             int tp_size, const nv_tp_comm *tp, int max_tokens, int recompute) {
-    nv_model *m = nv_calloc(1, sizeof *m);
-    m->recompute = recompute;
-    m->cfg = *cfg;
-    m->be = be;
-    m->tp_rank = tp_rank;
-    m->tp_size = tp_size;
-    if (tp) m->tp = *tp;
-    nv_params_build(&m->t, &m->ids, cfg, tp_rank, tp_size);
-    m->d = cfg->hidden_size;
-    m->H = cfg->num_attn_heads;
-    m->dh = m->d / m->H;
-    m->Hl = m->H / tp_size;
-    m->dl = m->Hl * m->dh;
-    m->f = cfg->ffn_hidden_size;
-    m->fl = m->f / tp_size;
-    m->V = cfg->vocab_size;
-    m->L = cfg->num_layers;
-    m->max_n = max_tokens;
-    const size_t n = (size_t)max_tokens, d = m->d;
-
+// Every device buffer of the model, carved from the arena in one fixed order.
+static void lay_out(nv_model *m) {
+    const size_t n = (size_t)m->max_n, d = m->d;
+    const int recompute = m->recompute;
+    m->arena_off = 0;
     m->master = alloc_state(m, m->t.total);
     m->grad = alloc_state(m, m->t.total);
-    m->wact_alias = be->act_bytes == be->state_bytes;
     m->wact = m->wact_alias ? m->master : alloc_act(m, m->t.total);
 
-    m->tok = be->alloc(n * 4);
-    m->sin = be->alloc(n * 4);
-    m->pos = be->alloc(n * 4);
-    m->seg_start = be->alloc(n * 4);
-    m->seg_len = be->alloc(n * 4);
-    m->mlm_idx = be->alloc(n * 4);
-    m->mlm_tgt = be->alloc(n * 4);
-    m->st_idx = be->alloc(n * 4);
-    m->st_tgt = be->alloc(n * 4);
-    m->h_start = nv_malloc(n * 4);
-    m->h_len = nv_malloc(n * 4);
-    m->h_idx = nv_malloc(n * 4);
-    m->h_tgt = nv_malloc(n * 4);
-    m->h_idx2 = nv_malloc(n * 4);
-    m->h_tgt2 = nv_malloc(n * 4);
-    m->h_loss = nv_malloc(n * sizeof(double));
-    m->h_logits = nv_malloc(n * (size_t)m->V * sizeof(double));
+    m->tok = carve(m, n * 4);
+    m->sin = carve(m, n * 4);
+    m->pos = carve(m, n * 4);
+    m->seg_start = carve(m, n * 4);
+    m->seg_len = carve(m, n * 4);
+    m->mlm_idx = carve(m, n * 4);
+    m->mlm_tgt = carve(m, n * 4);
+    m->st_idx = carve(m, n * 4);
+    m->st_tgt = carve(m, n * 4);
 
     m->emb = alloc_act(m, n * d);
     m->mean0 = alloc_state(m, n);
     m->rstd0 = alloc_state(m, n);
-    m->la = nv_calloc((size_t)m->L, sizeof(layer_acts));
     for (int l = 0; l < m->L; l++) {
         layer_acts *a = &m->la[l];
         a->x_in = alloc_act(m, n * d);
@@ -204,28 +184,61 @@ nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, i
     m->dt2 = alloc_act(m, n * d);
     m->dt3 = alloc_act(m, n * d);
     m->dlogits = alloc_act(m, n * m->V);
+}
+
+nv_model *nv_model_create(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
+                          int tp_size, const nv_tp_comm *tp, int max_tokens) {
+    return nv_model_create_ex(cfg, be, tp_rank, tp_size, tp, max_tokens, 0);
+}
+
+nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
+                             int tp_size, const nv_tp_comm *tp, int max_tokens, int recompute) {
+    nv_model *m = nv_calloc(1, sizeof *m);
+    m->recompute = recompute;
+    m->cfg = *cfg;
+    m->be = be;
+    m->tp_rank = tp_rank;
+    m->tp_size = tp_size;
+    if (tp) m->tp = *tp;
+    nv_params_build(&m->t, &m->ids, cfg, tp_rank, tp_size);
+    m->d = cfg->hidden_size;
+    m->H = cfg->num_attn_heads;
+    m->dh = m->d / m->H;
+    m->Hl = m->H / tp_size;
+    m->dl = m->Hl * m->dh;
+    m->f = cfg->ffn_hidden_size;
+    m->fl = m->f / tp_size;
+    m->V = cfg->vocab_size;
+    m->L = cfg->num_layers;
+    m->max_n = max_tokens;
+    const size_t n = (size_t)max_tokens; // host staging for one micro-batch
+
+    m->wact_alias = be->act_bytes == be->state_bytes;
+    m->h_start = nv_malloc(n * 4);
+    m->h_len = nv_malloc(n * 4);
+    m->h_idx = nv_malloc(n * 4);
+    m->h_tgt = nv_malloc(n * 4);
+    m->h_idx2 = nv_malloc(n * 4);
+    m->h_tgt2 = nv_malloc(n * 4);
+    m->h_loss = nv_malloc(n * sizeof(double));
+    m->h_logits = nv_malloc(n * (size_t)m->V * sizeof(double));
+    m->la = nv_calloc((size_t)m->L, sizeof(layer_acts));
+    m->planning = 1;
+    lay_out(m);
+    m->arena_size = m->arena_off;
+    m->planning = 0;
+    m->arena = be->alloc(m->arena_size);
+    if (!m->arena)
+        nv_die("cannot allocate %.2f GiB for the model on %s\n---> HINT: lower [data] micro-batch "
+               "or seq-length, set [train] recompute = true, or raise [parallel] tensor",
+               (double)m->arena_size / (1 << 30), be->name);
+    lay_out(m);
     return m;
 }
 
 void nv_model_free(nv_model *m) {
     if (!m) return;
-    const nv_backend *be = m->be;
-    void *bufs[] = {m->master, m->grad, m->tok, m->sin, m->pos, m->seg_start, m->seg_len,
-                    m->mlm_idx, m->mlm_tgt, m->st_idx, m->st_tgt, m->emb, m->mean0, m->rstd0,
-                    m->x_out, m->hf, m->meanf, m->rstdf, m->hs, m->t1, m->t2, m->t3, m->meant,
-                    m->rstdt, m->logits, m->loss, m->hs2, m->logits2, m->loss2, m->branch,
-                    m->dres, m->dtmp, m->dbig, m->dsmall, m->dhs, m->dt1, m->dt2, m->dt3,
-                    m->dlogits};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->free(bufs[i]);
-    if (!m->wact_alias) be->free(m->wact);
-    for (int l = 0; l < m->L; l++) {
-        layer_acts *a = &m->la[l];
-        be->free(a->x_in);
-        if (m->recompute && l > 0) continue; // shared with layer 0
-        void *lb[] = {a->a, a->mean1, a->rstd1, a->qkv, a->o, a->lse, a->x_mid,
-                      a->mm, a->mean2, a->rstd2, a->gu, a->h};
-        for (size_t i = 0; i < sizeof lb / sizeof lb[0]; i++) be->free(lb[i]);
-    }
+    m->be->free(m->arena); // every device buffer lives in it
     free(m->la);
     free(m->h_start); free(m->h_len); free(m->h_idx); free(m->h_tgt);
     free(m->h_idx2); free(m->h_tgt2); free(m->h_loss); free(m->h_logits);

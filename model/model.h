@@ -80,6 +80,10 @@ void nv_model_get_hidden(const nv_model *m, double *host);
 // with struct_mask and a known label); either may be NULL. Counts as in nv_losses.
 void nv_model_get_logits(const nv_model *m, double *mlm, double *st);
 
+// Bytes of the model's one device allocation (weights, compute copy, gradients, activations,
+// scratch), planned at creation.
+size_t nv_model_device_bytes(const nv_model *m);
+
 // Bytes of activation memory nv_model_create allocates for max_tokens.
 size_t nv_model_activation_bytes(const nv_model_config *cfg, const nv_backend *be,
                                  int tp_size, int max_tokens);
