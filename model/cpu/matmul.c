@@ -1,8 +1,8 @@
 // matmul.c - linear layers through BLAS: out[n,o] = inp[n,i] W[o,i]^T (+ bias[o]).
-// BLAS runs single-threaded (common.inc); big GEMMs are cut into MM_PARTS blocks of whole
-// output rows or columns, fixed by the shape alone, and the blocks spread over OpenMP. Every
-// output element is one BLAS dot over the full inner dimension, whoever computes it: the
-// same bits for any thread count.
+// BLAS runs single-threaded (common.inc); big GEMMs are cut into at most MM_PARTS blocks of
+// whole output rows or columns, fixed by the shape alone, and the blocks spread over OpenMP.
+// Every output element is one BLAS dot over the full inner dimension, whoever computes it:
+// the same bits for any thread count.
 // Written over `real`, FN() and GEMM (cblas_sgemm or cblas_dgemm); included by cpu_f32.c
 // and cpu_f64.c, never compiled alone.
 
@@ -16,20 +16,33 @@ static int FN(mm_blk)(int dim, int min_blk) {
     return b < min_blk ? min_blk : b;
 }
 
-// C[M,N] = alpha op(A) op(B) + beta C, row blocks of C in parallel (A row-major, not
-// transposed, so a row block of C is a row block of A)
-static void FN(gemm_rows)(CBLAS_TRANSPOSE tb, int M, int N, int K, const real *A, int lda,
-                          const real *B, int ldb, real beta, real *C, int ldc) {
+// C[M,N] = op(A)[M,K] op(B)[K,N] + beta C with A not transposed (row-major, lda), B given
+// as tb: CblasTrans means B is stored [N, K] (rows of B are columns of op(B)). Big products
+// are cut into blocks of whole rows of C (each block packs all of B again) or whole columns
+// (each packs all of A again), whichever repeats the smaller operand; blocks spread over
+// OpenMP.
+static void FN(gemm_par)(CBLAS_TRANSPOSE tb, int M, int N, int K, const real *A, int lda,
+                         const real *B, int ldb, real beta, real *C, int ldc) {
     if ((size_t)M * N * K < MM_PAR_FLOPS) {
         GEMM(CblasRowMajor, CblasNoTrans, tb, M, N, K, 1, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    const int bm = FN(mm_blk)(M, 32), nb = (M + bm - 1) / bm;
+    if (N <= M) { // B (K x N) is the smaller: cut rows
+        const int bm = FN(mm_blk)(M, 256), nb = (M + bm - 1) / bm;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int b = 0; b < nb; b++) {
-        const int m0 = b * bm, m = m0 + bm < M ? bm : M - m0;
-        GEMM(CblasRowMajor, CblasNoTrans, tb, m, N, K, 1, A + (size_t)m0 * lda, lda, B, ldb,
-             beta, C + (size_t)m0 * ldc, ldc);
+        for (int b = 0; b < nb; b++) {
+            const int m0 = b * bm, m = m0 + bm < M ? bm : M - m0;
+            GEMM(CblasRowMajor, CblasNoTrans, tb, m, N, K, 1, A + (size_t)m0 * lda, lda, B, ldb,
+                 beta, C + (size_t)m0 * ldc, ldc);
+        }
+    } else { // A (M x K) is the smaller: cut columns
+        const int bn = FN(mm_blk)(N, 256), nb = (N + bn - 1) / bn;
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int b = 0; b < nb; b++) {
+            const int n0 = b * bn, w = n0 + bn < N ? bn : N - n0;
+            const real *Bb = tb == CblasTrans ? B + (size_t)n0 * ldb : B + n0;
+            GEMM(CblasRowMajor, CblasNoTrans, tb, M, w, K, 1, A, lda, Bb, ldb, beta, C + n0, ldc);
+        }
     }
 }
 
@@ -43,7 +56,7 @@ static void FN(matmul_fwd)(void *out_, const void *inp, const void *W, const voi
         for (int i = 0; i < n; i++)
             memcpy(out + (size_t)i * out_dim, bias, (size_t)out_dim * sizeof(real));
     }
-    FN(gemm_rows)(CblasTrans, n, out_dim, in_dim, inp, in_dim, W, in_dim, bias ? 1 : 0, out,
+    FN(gemm_par)(CblasTrans, n, out_dim, in_dim, inp, in_dim, W, in_dim, bias ? 1 : 0, out,
                   out_dim);
 }
 
@@ -54,7 +67,7 @@ static void FN(matmul_bwd)(void *dinp, void *dW_, void *dbias_, const void *dout
     const real *dout = dout_, *inp = inp_;
     nv_cpu_blas_serial();
     if (dinp)
-        FN(gemm_rows)(CblasNoTrans, n, in_dim, out_dim, dout, out_dim, W, in_dim, 0, dinp,
+        FN(gemm_par)(CblasNoTrans, n, in_dim, out_dim, dout, out_dim, W, in_dim, 0, dinp,
                       in_dim);
     // dW [out, in] += dout^T inp, a sum over the n rows: cut dW into blocks of whole rows
     // (columns of dout) or whole columns (columns of inp), the longer side
