@@ -45,7 +45,8 @@ int main(int argc, char **argv) {
     B->upload_act(dout, h, (size_t)n * d);
     int32_t st[1] = {0}, ln[1] = {len};
     nv_attn_segs segs = {st, ln, 1, len};
-    printf("| segment | H | dh | window | fwd (ms) | bwd (ms) | fwd+bwd (ms) | fwd+bwd CPU (ms) |\n");
+    printf("| segment | H | dh | window | fwd (ms) | bwd (ms) | fwd+bwd (ms) "
+           "| fwd+bwd CPU (ms) |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for (int w = 0; w < nw; w++) {
         enum { R = 5 };

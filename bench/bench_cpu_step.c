@@ -114,7 +114,8 @@ int main(int argc, char **argv) {
     row r;
     const int steps = atoi(argv[2]);
     if (bench_config(argv[1], argv[1], steps, &r, argc - 3, argv + 3) != 0) return 1;
-    printf("| config | params | micro x seq | real tokens/step | step (s) | CPU s/step | tokens/s | model GFLOP/s |\n");
+    printf("| config | params | micro x seq | real tokens/step | step (s) | CPU s/step | tokens/s "
+           "| model GFLOP/s |\n");
     printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     printf("| %s | %.3gM | %d x %d | %.0f | %.3f | %.3f | %.0f | %.1f |\n", r.name, r.params * 1e-6,
            r.micro, r.seq, r.tokens_per_step, r.step_s, cpu_sum / steps, r.tok_s, r.gflops);

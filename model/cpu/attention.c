@@ -4,10 +4,11 @@
 // |i - j| <= window/2, so the visible keys are one contiguous range [lo, hi] and only that
 // range is touched. Tokens in no segment are pads: out, lse and dqkv stay zero there.
 //
-// Blocked like FlashAttention, on BLAS: per (segment, head), queries go in blocks of ATT_BQ;
-// a block sees the union [lo, hi] of its rows' key ranges, and
+// Blocked like FlashAttention, on BLAS: per (segment, head), queries go in blocks of
+// attn_bq() rows; a block sees the union [lo, hi] of its rows' key ranges, and
 //   forward:  S = scale Q K^T (GEMM), row softmax in `real` with max subtraction (keys a row
-//             may not see get P = 0), lse = max + log(sum), O = P V (GEMM)
+//             may not see get P = 0), lse = max + log(sum), O = P V (GEMM); exp is R_VEXP
+//             (float: the vectorizable polynomial of common.inc, ~2 ulp)
 //   backward: P = exp(scale Q K^T - lse) recomputed, dP = dO V^T, D = rowsum(dO o O),
 //             dS = P o (dP - D), dV += P^T dO, dQ = scale dS K, dK += scale dS^T Q (GEMMs)
 // The GEMMs read q, k, v of head h straight out of the strided qkv rows (leading dimension
@@ -18,14 +19,18 @@
 // any thread count (BLAS runs single-threaded inside, common.inc).
 // Written over `real` and FN(); included by cpu_f32.c and cpu_f64.c, never compiled alone.
 
-#define ATT_BQ 64 // queries per block
+// Queries per block: 64 for global layers; 32 for windowed ones, whose blocks then see
+// 32 + window keys instead of 64 + window (fewer masked scores), at about the same GEMM
+// rate. Measured with bench/bench_cpu_attention.
+static inline int attn_bq(int window) { return window > 0 ? 32 : 64; }
 
 // the longest key range a query block can see
 static int FN(attn_span)(const nv_attn_segs *segs, int window) {
     int m = 0;
     for (int s = 0; s < segs->n_segs; s++)
         if (segs->len[s] > m) m = segs->len[s];
-    if (window > 0 && ATT_BQ + 2 * (window / 2) < m) m = ATT_BQ + 2 * (window / 2);
+    const int wspan = attn_bq(window) + 2 * (window / 2);
+    if (window > 0 && wspan < m) m = wspan;
     return m > 0 ? m : 1;
 }
 
@@ -132,29 +137,31 @@ static void FN(attention_fwd)(void *out_, void *lse_, const void *qkv_, const nv
     real *out = out_, *lse = lse_;
     const real *qkv = qkv_;
     const int r = window > 0 ? window / 2 : n, span = FN(attn_span)(segs, window);
+    const int BQ = attn_bq(window);
     const real scale = (real)(1.0 / sqrt((double)dh));
     nv_cpu_blas_serial();
     memset(out, 0, (size_t)n * H * dh * sizeof(real)); // pads
     memset(lse, 0, (size_t)n * H * sizeof(real));
     // tasks: (segment, query block, head), blocks of a segment numbered from its start
     int nblk = 0;
-    for (int s = 0; s < segs->n_segs; s++) nblk += (segs->len[s] + ATT_BQ - 1) / ATT_BQ;
+    for (int s = 0; s < segs->n_segs; s++) nblk += (segs->len[s] + BQ - 1) / BQ;
     int *bseg = malloc((size_t)(nblk > 0 ? nblk : 1) * 2 * sizeof(int));
     if (!bseg) {
         fprintf(stderr, "nvwa: attention: out of memory\n");
         abort();
     }
     for (int s = 0, k = 0; s < segs->n_segs; s++)
-        for (int i0 = 0; i0 < segs->len[s]; i0 += ATT_BQ, k++) bseg[2 * k] = s, bseg[2 * k + 1] = i0;
+        for (int i0 = 0; i0 < segs->len[s]; i0 += BQ, k++)
+            bseg[2 * k] = s, bseg[2 * k + 1] = i0;
     const int tasks = nblk * H;
 #pragma omp parallel if (FN(attn_work)(segs, H, dh, window) > PAR_MIN)
     {
-        real *S = FN(attn_scratch)((size_t)ATT_BQ * span); // this thread's score block
+        real *S = FN(attn_scratch)((size_t)BQ * span); // this thread's score block
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < tasks; t++) {
             const int k = t / H, h = t % H, s = bseg[2 * k];
             const int s0 = segs->start[s], s1 = s0 + segs->len[s], i0 = s0 + bseg[2 * k + 1];
-            const int i1 = i0 + ATT_BQ < s1 ? i0 + ATT_BQ : s1;
+            const int i1 = i0 + BQ < s1 ? i0 + BQ : s1;
             FN(attn_fwd_block)(out, lse, qkv, S, i0, i1, s0, s1, r, h, H, dh, scale);
         }
         free(S);
@@ -198,18 +205,19 @@ static void FN(attention_bwd)(void *dqkv_, const void *dout_, const void *qkv_, 
     real *dqkv = dqkv_;
     const real *dout = dout_, *qkv = qkv_, *out = out_, *lse = lse_;
     const int r = window > 0 ? window / 2 : n, span = FN(attn_span)(segs, window);
-    const int tasks = segs->n_segs * H;
+    const int tasks = segs->n_segs * H, BQ = attn_bq(window);
     const real scale = (real)(1.0 / sqrt((double)dh));
     nv_cpu_blas_serial();
     memset(dqkv, 0, (size_t)n * 3 * H * dh * sizeof(real)); // overwrite semantics; pads zero
 #pragma omp parallel if (FN(attn_work)(segs, H, dh, window) > PAR_MIN)
     {
-        real *P = FN(attn_scratch)((size_t)ATT_BQ * span), *dS = FN(attn_scratch)((size_t)ATT_BQ * span);
+        real *P = FN(attn_scratch)((size_t)BQ * span);  // this thread's P block
+        real *dS = FN(attn_scratch)((size_t)BQ * span); // and its dP / dS block
 #pragma omp for schedule(dynamic, 1)
         for (int t = 0; t < tasks; t++) {
             const int s = t / H, h = t % H, s0 = segs->start[s], s1 = s0 + segs->len[s];
-            for (int i0 = s0; i0 < s1; i0 += ATT_BQ) {
-                const int i1 = i0 + ATT_BQ < s1 ? i0 + ATT_BQ : s1;
+            for (int i0 = s0; i0 < s1; i0 += BQ) {
+                const int i1 = i0 + BQ < s1 ? i0 + BQ : s1;
                 FN(attn_bwd_block)(dqkv, dout, qkv, out, lse, P, dS, i0, i1, s0, s1, r, h, H, dh,
                                    scale);
             }
