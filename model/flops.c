@@ -139,6 +139,77 @@ void nv_memory_per_rank(const nv_config *c, int world, nv_memory_estimate *e) {
 }
 
 // ----------------------------------------------------------------------------
+// communication and estimated step time (flops.h states the formulas and assumptions)
+
+void nv_hw_model_h100(nv_hw_model *h) {
+    h->peak_flops = H100_PEAK_BF16;
+    h->mfu = 0.40;
+    h->intra_bw = 370e9; // NVLink 4: 450 GB/s per direction, ~370 GB/s reached by NCCL rings
+    h->inter_bw = 50e9;  // 8 x 400 Gb/s InfiniBand per 8-GPU node: 50 GB/s per GPU
+    h->gpus_per_node = 8;
+    h->dp_overlap = 2.0 / 3.0;
+}
+
+// Model FLOPs of one step with full rows of one seq-length sequence each (the dry run's
+// no-data case, the attention-heaviest one).
+static void dry_flops(const nv_config *c, double *T, double *matmul, double *attn, double *heads) {
+    const nv_model_config *m = &c->model;
+    const nv_data_config *d = &c->data;
+    int ng, nl;
+    count_layers(m, &ng, &nl);
+    *T = (double)d->global_batch * d->seq_length;
+    double n = d->seq_length;
+    *matmul = 6.0 * (double)nv_param_count_matmul(m) * *T;
+    *attn = (*T / n) * attn_flops_seq(m, (int64_t)n, ng, nl);
+    *heads = head_flops(m, *T, d->mask_rate * *T);
+}
+
+void nv_comm_per_step(const nv_config *c, int world, const nv_hw_model *hw, nv_comm_estimate *e) {
+    const nv_model_config *m = &c->model;
+    memset(e, 0, sizeof *e);
+    int t = c->parallel.tensor > 0 ? c->parallel.tensor : 1;
+    int dp = world / t > 0 ? world / t : 1;
+    e->tensor = t;
+    e->data = dp;
+    e->zero1 = c->parallel.zero1 && dp > 1;
+    e->accum = c->data.micro_batch * dp > 0 ? c->data.global_batch / (c->data.micro_batch * dp) : 0;
+    const int mixed = c->train.device != NV_DEVICE_CPU && c->train.precision == NV_PREC_BF16;
+    const double act_b = mixed ? 2 : 4;
+
+    double matmul, attn, heads;
+    dry_flops(c, &e->tokens, &matmul, &attn, &heads);
+    e->flops = matmul + attn + heads;
+
+    // data parallel: ring all-reduce, or reduce-scatter + all-gather (same bytes)
+    e->grad_bytes = 4.0 * (double)nv_param_count_local(m, t);
+    e->dp_bytes = dp > 1 ? 2.0 * (dp - 1) / dp * e->grad_bytes : 0;
+    // tensor parallel: 4 all-reduces per layer per micro-batch (6 with recompute)
+    e->tp_msg_bytes = (double)c->data.micro_batch * c->data.seq_length * m->hidden_size * act_b;
+    e->tp_calls = t > 1 ? (double)e->accum * m->num_layers * (c->train.recompute ? 6 : 4) : 0;
+    e->tp_bytes = t > 1 ? e->tp_calls * 2.0 * (t - 1) / t * e->tp_msg_bytes : 0;
+
+    // tensor groups are consecutive ranks; a data group strides by t over the whole world
+    e->tp_cross_node = t > hw->gpus_per_node;
+    e->dp_cross_node = dp > 1 && world > hw->gpus_per_node;
+    e->tp_bw = e->tp_cross_node ? hw->inter_bw : hw->intra_bw;
+    e->dp_bw = e->dp_cross_node ? hw->inter_bw : hw->intra_bw;
+
+    e->t_compute = e->flops / ((double)world * hw->peak_flops * hw->mfu) *
+                   (c->train.recompute ? 4.0 / 3.0 : 1.0);
+    e->t_tp = e->tp_bytes / e->tp_bw;
+    e->t_dp = e->dp_bytes / e->dp_bw;
+    if (e->zero1 || e->accum <= 0) {
+        e->t_dp_exposed = e->t_dp;
+    } else {
+        double hide = hw->dp_overlap * e->t_compute / e->accum;
+        e->t_dp_exposed = e->t_dp > hide ? e->t_dp - hide : 0;
+    }
+    e->t_step = e->t_compute + e->t_tp + e->t_dp_exposed;
+    e->tokens_per_s = e->t_step > 0 ? e->tokens / e->t_step : 0;
+    e->mfu_effective = e->t_step > 0 ? e->flops / (e->t_step * world * hw->peak_flops) : 0;
+}
+
+// ----------------------------------------------------------------------------
 // report
 
 // 1234567 -> "1,234,567"
@@ -212,11 +283,8 @@ void nv_dry_run_report(const nv_config *c, int world, FILE *f) {
 #undef MEM_ROW
 
     // No data at hand: full rows of one seq-length sequence each (the attention-heaviest case).
-    double T = (double)d->global_batch * d->seq_length;
-    double n = d->seq_length;
-    double matmul = 6.0 * (double)nv_param_count_matmul(m) * T;
-    double attn = (T / n) * attn_flops_seq(m, (int64_t)n, ng, nl);
-    double heads = head_flops(m, T, d->mask_rate * T);
+    double T, matmul, attn, heads;
+    dry_flops(c, &T, &matmul, &attn, &heads);
     double total = matmul + attn + heads;
     fprintf(f, "model FLOPs per step (rows full, one %d-token sequence each, mask-rate %g)\n",
             d->seq_length, d->mask_rate);
@@ -231,4 +299,47 @@ void nv_dry_run_report(const nv_config *c, int world, FILE *f) {
         fprintf(f, "  %-50s %9.3f\n", "step time (s) at 100% of H100 bf16 peak", ideal);
         fprintf(f, "  %-50s %9.3f\n", "step time (s) at 40% MFU", ideal / 0.4);
     }
+
+    // communication per step and the estimated step time (formulas: flops.h)
+    nv_hw_model hw;
+    nv_hw_model_h100(&hw);
+    nv_comm_estimate ce;
+    nv_comm_per_step(c, world, &hw, &ce);
+    double cu = ce.dp_bytes + ce.tp_bytes >= 1024.0 * 1024 * 1024 ? 1024.0 * 1024 * 1024 : 1024.0 * 1024;
+    const char *cun = cu > 1024.0 * 1024 ? "GiB" : "MiB";
+    const char *where[] = {"inside a node", "across nodes"};
+    fprintf(f, "\ncommunication per step per rank (ring algorithms; sent = received) %15s\n", cun);
+    if (ce.data > 1)
+        snprintf(lbl, sizeof lbl, "data %d ranks, %s: %s", ce.data, where[ce.dp_cross_node],
+                 ce.zero1 ? "reduce-scatter grads + all-gather masters"
+                          : "all-reduce of fp32 grads");
+    else
+        snprintf(lbl, sizeof lbl, "data: one rank, nothing to reduce");
+    fprintf(f, "  %-66s %9.3f\n", lbl, ce.dp_bytes / cu);
+    if (ce.tensor > 1)
+        snprintf(lbl, sizeof lbl, "tensor %d ranks, %s: %.0f all-reduces of %.1f MiB",
+                 ce.tensor, where[ce.tp_cross_node], ce.tp_calls, ce.tp_msg_bytes / (1024.0 * 1024));
+    else
+        snprintf(lbl, sizeof lbl, "tensor: one rank, no activation all-reduces");
+    fprintf(f, "  %-66s %9.3f\n", lbl, ce.tp_bytes / cu);
+    fprintf(f, "  %-66s %9.3f\n", "total", (ce.dp_bytes + ce.tp_bytes) / cu);
+    if (c->train.device != NV_DEVICE_CPU) {
+        fprintf(f, "estimated step time (H100: %.0f%% of %.0f TFLOP/s; NVLink %.0f GB/s, "
+                   "IB %.0f GB/s per GPU; %d GPUs/node)\n", 100 * hw.mfu, hw.peak_flops / 1e12,
+                hw.intra_bw / 1e9, hw.inter_bw / 1e9, hw.gpus_per_node);
+        fprintf(f, "  %-50s %9.3f\n", "compute (s)", ce.t_compute);
+        fprintf(f, "  %-50s %9.3f\n", "tensor-parallel all-reduces (s, not hidden)", ce.t_tp);
+        snprintf(lbl, sizeof lbl, "data-parallel (s; %s)", ce.zero1 ? "zero1: not hidden" : "overlapped with backward");
+        fprintf(f, "  %-50s %9.3f\n", lbl, ce.t_dp);
+        fprintf(f, "  %-50s %9.3f\n", "  of which exposed", ce.t_dp_exposed);
+        fprintf(f, "  %-50s %9.3f\n", "step (s)", ce.t_step);
+        fprintf(f, "  %-50s %9.4g\n", "tokens/s", ce.tokens_per_s);
+        fprintf(f, "  %-50s %9.3f\n", "MFU including communication", ce.mfu_effective);
+    }
+    fprintf(f, "\nsummary: world=%d tensor=%d data=%d zero1=%d micro_batch=%d accum=%d "
+               "mem_gib=%.3f dp_bytes=%.6g tp_bytes=%.6g t_compute=%.6g t_tp=%.6g t_dp=%.6g "
+               "t_dp_exposed=%.6g t_step=%.6g tokens_per_s=%.6g mfu=%.4f\n", world, ce.tensor,
+            ce.data, ce.zero1, d->micro_batch, accum, e.total / (1024.0 * 1024 * 1024), ce.dp_bytes,
+            ce.tp_bytes, ce.t_compute, ce.t_tp, ce.t_dp, ce.t_dp_exposed, ce.t_step,
+            ce.tokens_per_s, ce.mfu_effective);
 }

@@ -5,10 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/comm_nccl.h"
+
 #define QMAX 4096
 
 struct nv_grad_sync {
     const nv_dist *d;
+    nv_nccl *nc; // GPU: buckets go to NCCL (no thread); NULL on CPU
     float *grad;
     size_t total, bucket;
     nv_grad_hook hook;
@@ -49,6 +52,10 @@ static void *comm_main(void *arg) {
 static void enqueue(nv_grad_sync *s, size_t lo, size_t hi) {
     if (hi <= lo) return;
     s->reduced_lo = lo;
+    if (s->nc) { // GPU: queued on NCCL's side stream now
+        nv_nccl_grad_bucket(s->nc, s->grad, lo, hi);
+        return;
+    }
     if (!s->use_thread) return; // reduced at finish
     pthread_mutex_lock(&s->mu);
     while (s->qtail - s->qhead >= QMAX) pthread_cond_wait(&s->cv, &s->mu);
@@ -94,6 +101,22 @@ nv_grad_sync *nv_grad_sync_create(const nv_dist *d, float *grad, size_t total, s
     return s;
 }
 
+nv_grad_sync *nv_grad_sync_create_nccl(const nv_dist *d, nv_nccl *nc, float *grad, size_t total,
+                                       size_t bucket) {
+    nv_grad_sync *s = nv_calloc(1, sizeof *s);
+    s->d = d;
+    s->nc = nc;
+    s->grad = grad;
+    s->total = total;
+    s->bucket = bucket ? bucket : ((size_t)4 << 20);
+    s->reduced_lo = total;
+    s->hook.ready = on_ready;
+    s->hook.ctx = s;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    return s;
+}
+
 void nv_grad_sync_free(nv_grad_sync *s) {
     if (!s) return;
     if (s->use_thread) {
@@ -109,12 +132,17 @@ void nv_grad_sync_free(nv_grad_sync *s) {
 }
 
 const nv_grad_hook *nv_grad_sync_hook(nv_grad_sync *s) {
-    return s->d->dp_size > 1 && s->use_thread ? &s->hook : NULL;
+    return s->d->dp_size > 1 && (s->use_thread || s->nc) ? &s->hook : NULL;
 }
 
 void nv_grad_sync_finish(nv_grad_sync *s) {
     if (s->d->dp_size <= 1) return;
-    if (s->use_thread) {
+    if (s->nc) { // GPU: the rest as buckets, then the compute stream waits for all of them
+        if (s->phi > s->plo) enqueue(s, s->plo, s->phi);
+        s->plo = s->phi = 0;
+        if (s->reduced_lo > 0) enqueue(s, 0, s->reduced_lo);
+        nv_nccl_grad_wait(s->nc);
+    } else if (s->use_thread) {
         if (s->phi > s->plo) enqueue(s, s->plo, s->phi);
         s->plo = s->phi = 0;
         // anything never reported (e.g. padding at the front) goes as one last bucket

@@ -17,6 +17,13 @@ typedef struct nv_grad_sync nv_grad_sync;
 // grad: host float buffer of `total` elements (the CPU backend's gradient buffer).
 nv_grad_sync *nv_grad_sync_create(const nv_dist *d, float *grad, size_t total,
                                   size_t bucket_elems);
+// GPU (backend "cuda"): grad is the fp32 device gradient buffer; the same bucketing, but each
+// bucket is handed to NCCL at once (nv_nccl_grad_bucket: side stream, ordered by events; no
+// thread) and nv_grad_sync_finish makes the compute stream wait (the host does not block).
+// Compile-verified only (train/comm_nccl.h).
+struct nv_nccl;
+nv_grad_sync *nv_grad_sync_create_nccl(const nv_dist *d, struct nv_nccl *nc, float *grad,
+                                       size_t total, size_t bucket_elems);
 void nv_grad_sync_free(nv_grad_sync *s);
 // The hook to install on the model for the last micro-batch of a step (NULL when the data
 // group has one rank or overlap is impossible).

@@ -17,7 +17,9 @@
 #include "model/flops.h"
 #include "model/model.h"
 #include "optim/adamw.h"
+#include "model/cuda/cuda_api.h" // nv_cuda_set_local_rank: GPU = nv_dist's local rank
 #include "train/checkpoint.h"
+#include "train/comm_nccl.h"     // GPU path: NCCL (compile-verified only)
 #include "train/evaluate.h" // [log] eval-every (evaluation hook)
 #include "train/grad_sync.h"
 #include "train/log.h"
@@ -233,10 +235,15 @@ static void grad_sumsq(const nv_backend *be, const nv_param_table *t, const void
 int nv_train(const nv_config *cfg, const nv_dist *d) {
     nv_error err;
     const int root = d->rank == 0;
+    if (cfg->train.device != NV_DEVICE_CPU) nv_cuda_set_local_rank(d->local_rank);
     const nv_backend *be = nv_select_backend(cfg, &err);
     if (!be) nv_dist_abort(d, "%s", err.msg);
-    if (strcmp(be->name, "cpu") != 0 && d->world > 1)
-        nv_dist_abort(d, "multi-rank training on %s is not wired up yet\n---> HINT: [train] device = cpu", be->name);
+    // Multi-rank on the cuda backend: collectives through NCCL (train/comm_nccl.h).
+    // COMPILE-VERIFIED ONLY: this path has not run on a GPU yet.
+    const int on_gpu = strcmp(be->name, "cuda") == 0;
+    if (strcmp(be->name, "cpu") != 0 && !on_gpu && d->world > 1)
+        nv_dist_abort(d, "multi-rank training on %s is not wired up\n---> HINT: [train] device = cpu", be->name);
+    nv_nccl *nccl = on_gpu && d->world > 1 ? nv_nccl_create(d) : NULL;
     nv_corpus corpus;
     if (nv_load_train_corpus(cfg, &corpus, &err) != 0) nv_dist_abort(d, "%s", err.msg);
     if (root)
@@ -251,6 +258,7 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     const int max_tokens = rows * L;
 
     nv_tp_comm tpc = {tp_allreduce_cpu, (void *)d};
+    if (nccl) tpc = (nv_tp_comm){nv_nccl_tp_allreduce_act, nccl};
     nv_model *model = nv_model_create(&cfg->model, be, d->tp_rank, d->tp_size,
                                       d->tp_size > 1 ? &tpc : NULL, max_tokens);
     nv_model_init_weights(model, cfg->train.seed);
@@ -264,11 +272,14 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     // optimizer over this rank's range: its ZeRO-1 shard or everything
     const int zero1 = cfg->parallel.zero1 && d->dp_size > 1;
     size_t lo = 0, hi = pt->total;
-    if (zero1) nv_zero1_range(pt->total, d->dp_size, d->dp_rank, &lo, &hi);
+    if (zero1 && nccl) nv_zero1_range_nccl(pt->total, d->dp_size, d->dp_rank, &lo, &hi);
+    else if (zero1) nv_zero1_range(pt->total, d->dp_size, d->dp_rank, &lo, &hi);
     nv_adamw opt;
     nv_adamw_init(&opt, be, pt, &cfg->optim, cfg->train.steps, lo, hi);
-    float *shard = zero1 ? nv_calloc(hi - lo + 1, sizeof(float)) : NULL;
-    nv_grad_sync *gs = nv_grad_sync_create(d, nv_model_grad(model), pt->total, 0);
+    float *shard = !zero1 ? NULL : nccl ? be->alloc((hi - lo + 1) * sizeof(float))
+                                        : nv_calloc(hi - lo + 1, sizeof(float));
+    nv_grad_sync *gs = nccl ? nv_grad_sync_create_nccl(d, nccl, nv_model_grad(model), pt->total, 0)
+                            : nv_grad_sync_create(d, nv_model_grad(model), pt->total, 0);
     void *wact = nv_model_weights_act(model) == nv_model_master(model) ? NULL : nv_model_weights_act(model);
 
     nv_logger lg = {0};
@@ -345,7 +356,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         // data-parallel sum of gradients, then the true global norm
         const void *g = nv_model_grad(model);
         if (zero1) {
-            nv_zero1_reduce_scatter(d, nv_model_grad(model), pt->total, shard);
+            if (nccl) nv_nccl_zero1_reduce_scatter(nccl, nv_model_grad(model), pt->total, shard);
+            else nv_zero1_reduce_scatter(d, nv_model_grad(model), pt->total, shard);
             g = shard;
         } else {
             nv_grad_sync_finish(gs);
@@ -379,7 +391,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
             consecutive_skips = 0;
             nv_adamw_step(&opt, nv_model_master(model), g, wact, lr, nv_clip_scale(&cfg->optim, gnorm));
             if (zero1) {
-                nv_zero1_allgather(d, nv_model_master(model), pt->total);
+                if (nccl) nv_nccl_zero1_allgather(nccl, nv_model_master(model), pt->total);
+                else nv_zero1_allgather(d, nv_model_master(model), pt->total);
                 nv_model_refresh_act(model);
             }
         }
@@ -441,7 +454,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     for (int a = 0; a < accum; a++) nv_batch_free(&mb[a]);
     free(mb);
     free(lens);
-    free(shard);
+    if (nccl && shard) be->free(shard);
+    else free(shard);
     nv_grad_sync_free(gs);
     if (root) nv_logger_close(&lg);
     nv_adamw_free(&opt);
@@ -449,5 +463,6 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     nv_loader_free(loader);
     nv_eval_hook_free(&eval_hook); // evaluation hook
     nv_corpus_free(&corpus);
+    nv_nccl_free(nccl);
     return rc;
 }

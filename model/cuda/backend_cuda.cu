@@ -2,6 +2,7 @@
 // device, creates the stream, the cuBLASLt handle and workspace, and returns the table; it
 // returns NULL with a reason when no GPU is usable, so callers fall back to the CPU.
 #include "common.cuh"
+#include "cuda_api.h"
 
 // The one global: the kernel interface has no context argument (it is shared with the CPU
 // backend), so the stream, handles and caches live here, reached through nvc().
@@ -37,10 +38,18 @@ static const nv_backend g_table = {
     nvc_sumsq, nvc_scale, nvc_nonfinite, nvc_adamw,
 };
 
-// The GPU of this process: NVWA_CUDA_DEVICE if set, else the node-local rank that mpirun or
-// srun exports (design: GPU = local rank), else 0; modulo the number of devices.
+// nv_dist's local rank, set by the trainer through nv_cuda_set_local_rank (cuda_api.h).
+static int g_local_rank = -1;
+extern "C" void nv_cuda_set_local_rank(int local_rank) { g_local_rank = local_rank; }
+
+// The GPU of this process: NVWA_CUDA_DEVICE if set, else nv_dist's local rank when the
+// trainer gave it (the same number nv_dist and NCCL use), else the node-local rank that
+// mpirun or srun exports (design: GPU = local rank), else 0; modulo the number of devices.
 static int pick_device(int count) {
-    const char *vars[] = {"NVWA_CUDA_DEVICE", "OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
+    const char *ov = getenv("NVWA_CUDA_DEVICE");
+    if (ov && *ov) return atoi(ov) % count;
+    if (g_local_rank >= 0) return g_local_rank % count;
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
                           "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK", "PMI_LOCAL_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *s = getenv(vars[i]);

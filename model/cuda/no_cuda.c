@@ -3,8 +3,11 @@
 #include <stddef.h>
 
 #include "model/backend.h"
+#include "model/cuda/cuda_api.h"
 
 const nv_backend *nv_backend_cuda(const char **why) {
     if (why) *why = "nvwa was built without CUDA (meson setup -Dcuda=enabled needs nvcc)";
     return NULL;
 }
+
+void nv_cuda_set_local_rank(int local_rank) { (void)local_rank; }

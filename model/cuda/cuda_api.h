@@ -1,0 +1,18 @@
+// cuda_api.h - the little the rest of nvwa may ask of the CUDA backend beyond the kernel
+// table of backend.h. C linkage; defined in backend_cuda.cu (CUDA builds) and no_cuda.c
+// (a no-op without CUDA), so callers need no #if.
+#pragma once
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// The GPU of this process (design section 8: GPU = local rank). Call before the first
+// nv_backend_cuda() with nv_dist's local_rank (the launcher's word, else the ranks sharing
+// the node); the device is then NVWA_CUDA_DEVICE if set (an explicit override), else this
+// local rank, else the launcher's environment, else 0 — modulo the device count. A negative
+// value clears it.
+void nv_cuda_set_local_rank(int local_rank);
+
+#ifdef __cplusplus
+}
+#endif
