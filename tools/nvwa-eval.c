@@ -126,6 +126,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (a == optind) {
+            nv_corpus_free(&corpus);
             corpus = part;
             continue;
         }

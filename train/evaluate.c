@@ -340,6 +340,7 @@ void nv_eval_hook_init(nv_eval_hook *h, const nv_config *cfg, const nv_dist *d) 
     }
     if (d->rank != 0) return;
     nv_error err;
+    nv_corpus_free(&h->valid); // nv_corpus_open initializes it again
     if (nv_corpus_open(cfg->data.valid, &h->valid, 0, &err) != 0)
         nv_dist_abort(d, "[data] valid: %s", err.msg);
     if (h->valid.n_seqs == 0) nv_dist_abort(d, "[data] valid %s: no sequences", cfg->data.valid);

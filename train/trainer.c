@@ -4,6 +4,7 @@
 // non-finite steps, AdamW, log.
 #include "train/trainer.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -43,8 +44,8 @@ const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err) {
 }
 
 int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err) {
+    if (cfg->data.train[0]) return nv_corpus_open(cfg->data.train, out, 0, err); // it inits out
     nv_corpus_init(out);
-    if (cfg->data.train[0]) return nv_corpus_open(cfg->data.train, out, 0, err);
     nv_synth_params sp;
     nv_synth_defaults(&sp, NV_SYNTH_DEFAULT_SEQS, cfg->data.seed);
     nv_synth_corpus(out, &sp);
@@ -146,6 +147,25 @@ static void state_bind(train_state *ts, nv_ckpt_state *s) {
     }
 }
 
+// An error every rank checks for at the same point (start-up input, a failed checkpoint
+// save): the lowest failing rank prints its line (one line per job, not per rank), then every
+// rank leaves MPI cleanly and exits 1. Returns when no rank failed. quick: _exit, skipping the
+// exit handlers (after a failed H5Fclose on a full disk, libhdf5's own exit handler closes the
+// broken file again and crashes).
+static void agree_or_exit(const nv_dist *d, int failed, const char *msg, int quick) {
+    int key = failed ? -d->rank : -INT_MAX; // max of -rank: the lowest failing rank
+    nv_allreduce_max_int(d, d->comm_world, &key, 1);
+    if (key == -INT_MAX) return;
+    if (-key == d->rank) {
+        fprintf(stderr, "nvwa: error: %s\n", msg);
+        fflush(stderr);
+    }
+    fflush(stdout);
+    nv_dist_finalize((nv_dist *)d);
+    if (quick) _exit(1);
+    exit(1);
+}
+
 static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state *ts, long step) {
     nv_ckpt_state s;
     nv_error err;
@@ -161,8 +181,18 @@ static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state 
     s.extra[0] = (uint64_t)ts->opt->t_step;
     s.extra[1] = (uint64_t)*ts->consecutive_skips;
     const double t0 = nv_now();
-    if (nv_ckpt_save(cfg->checkpoint.dir, d, cfg, &s, cfg->checkpoint.keep, &err) != 0)
-        nv_dist_abort(d, "checkpoint at step %ld: %s", step, err.msg);
+    if (nv_ckpt_save(cfg->checkpoint.dir, d, cfg, &s, cfg->checkpoint.keep, &err) != 0) {
+        // every rank gets the same verdict; name what is still there (`latest` is replaced last)
+        char prev[NV_PATH_MAX] = "", msg[sizeof err.msg + 2 * NV_PATH_MAX + 128], *nl = strchr(err.msg, '\n');
+        nv_error e2;
+        if (nl) *nl = 0; // the reason's first line; its hint follows the verdict
+        if (nv_ckpt_resolve(cfg->checkpoint.dir, prev, sizeof prev, &e2) != 0) prev[0] = 0;
+        snprintf(msg, sizeof msg, "checkpoint at step %ld not saved: %s; %s%s%s%s", step, err.msg,
+                 prev[0] ? "the previous checkpoint " : "there is no previous checkpoint",
+                 prev, prev[0] ? " is intact" : "", nl ? "\n" : "");
+        if (nl) snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s", nl + 1);
+        agree_or_exit(d, 1, msg, 1);
+    }
     if (d->rank == 0)
         printf("checkpoint: step %ld saved under %s in %.2f s\n", step, cfg->checkpoint.dir, nv_now() - t0);
 }
@@ -232,6 +262,103 @@ static void grad_sumsq(const nv_backend *be, const nv_param_table *t, const void
     }
 }
 
+// --- non-finite steps: where the first bad value is, and fault injection for tests ---
+// A skipped step is logged with the rank and the tensor holding the first non-finite
+// gradient value (lowest rank, then table order) or the rank whose loss was not finite.
+// With more than one data rank the gradients are checked before the data-parallel sum
+// (afterwards every rank holds the bad value): one nonfinite() pass per tensor per step,
+// made in the grad hook as buckets complete, so the overlap stays. With one data rank the
+// check runs only on a skipped step.
+typedef struct nf_watch {
+    const nv_backend *be;
+    const nv_param_table *pt;
+    const char *grad;           // the local flat gradient (element i at grad[i * state_bytes])
+    const nv_grad_hook *inner;  // the data-parallel hook it wraps (may be NULL)
+    nv_grad_hook hook;
+    unsigned char *checked;     // [pt->n]
+    int bad;                    // first non-finite tensor seen (table order), or -1
+} nf_watch;
+
+static void nf_check(nf_watch *w, int k) {
+    const nv_param *p = &w->pt->p[k];
+    if (w->checked[k]) return;
+    w->checked[k] = 1;
+    if ((w->bad < 0 || k < w->bad) && p->numel &&
+        w->be->nonfinite(w->grad + p->offset * w->be->state_bytes, p->numel))
+        w->bad = k;
+}
+
+static void nf_ready(void *ctx, size_t lo, size_t hi) {
+    nf_watch *w = ctx;
+    for (int k = 0; k < w->pt->n; k++)
+        if (w->pt->p[k].offset >= lo && w->pt->p[k].offset < hi) nf_check(w, k);
+    if (w->inner && w->inner->ready) w->inner->ready(w->inner->ctx, lo, hi);
+}
+
+static void nf_begin(nf_watch *w) {
+    memset(w->checked, 0, (size_t)w->pt->n);
+    w->bad = -1;
+}
+
+// The tensors not reported through the hook (call before the data-parallel sum).
+static void nf_finish(nf_watch *w) {
+    for (int k = 0; k < w->pt->n; k++) nf_check(w, k);
+}
+
+// NVWA_TEST_FAULT="KIND[:rank=R][:step=S][:count=N][:tensor=NAME]", for tests only. KIND:
+// grad-nan or grad-inf (element 0 of tensor NAME's local gradient, default
+// layers.0.attn.wqkv, before the data-parallel sum) or loss-nan (the rank's local loss);
+// on rank R (default every rank) at the 1-based steps S .. S+N-1 (default 1, N 1).
+typedef struct test_fault {
+    int kind; // 0 none, 1 grad-nan, 2 grad-inf, 3 loss-nan
+    int rank;
+    long step, count;
+    int tensor;
+} test_fault;
+
+static void test_fault_parse(test_fault *f, const nv_param_table *pt, const nv_dist *d) {
+    memset(f, 0, sizeof *f);
+    const char *s = getenv("NVWA_TEST_FAULT");
+    if (!s || !*s) return;
+    char buf[256], name[NV_PARAM_NAME_MAX] = "layers.0.attn.wqkv";
+    snprintf(buf, sizeof buf, "%s", s);
+    f->rank = -1;
+    f->step = f->count = 1;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+        if (!strcmp(tok, "grad-nan")) f->kind = 1;
+        else if (!strcmp(tok, "grad-inf")) f->kind = 2;
+        else if (!strcmp(tok, "loss-nan")) f->kind = 3;
+        else if (!strncmp(tok, "rank=", 5)) f->rank = atoi(tok + 5);
+        else if (!strncmp(tok, "step=", 5)) f->step = atol(tok + 5);
+        else if (!strncmp(tok, "count=", 6)) f->count = atol(tok + 6);
+        else if (!strncmp(tok, "tensor=", 7)) snprintf(name, sizeof name, "%s", tok + 7);
+        else nv_dist_abort(d, "NVWA_TEST_FAULT=%s: unknown part '%s'", s, tok);
+    }
+    f->tensor = -1;
+    for (int k = 0; k < pt->n; k++)
+        if (!strcmp(pt->p[k].name, name)) f->tensor = k;
+    if (!f->kind || f->tensor < 0)
+        nv_dist_abort(d, "NVWA_TEST_FAULT=%s: needs grad-nan, grad-inf or loss-nan and a known tensor", s);
+    if (d->rank == 0) fprintf(stderr, "nvwa: warning: NVWA_TEST_FAULT=%s (fault injection for tests)\n", s);
+}
+
+static int test_fault_now(const test_fault *f, const nv_dist *d, long step1, int kind) {
+    return f->kind == kind && (f->rank < 0 || f->rank == d->rank) && step1 >= f->step &&
+           step1 < f->step + f->count;
+}
+
+// Grad faults go in right after the gradients are zeroed: backward accumulates onto them.
+static void test_fault_grad(const test_fault *f, const nv_dist *d, long step1, nv_model *m) {
+    for (int kind = 1; kind <= 2; kind++) {
+        if (!test_fault_now(f, d, step1, kind)) continue;
+        const nv_backend *be = nv_model_backend(m);
+        const float v = kind == 1 ? NAN : INFINITY;
+        be->to_device(nv_model_tensor(m, nv_model_grad(m), f->tensor), &v, sizeof v);
+    }
+}
+// --- end non-finite steps ---
+
 int nv_train(const nv_config *cfg, const nv_dist *d) {
     nv_error err;
     const int root = d->rank == 0;
@@ -245,7 +372,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         nv_dist_abort(d, "multi-rank training on %s is not wired up\n---> HINT: [train] device = cpu", be->name);
     nv_nccl *nccl = on_gpu && d->world > 1 ? nv_nccl_create(d) : NULL;
     nv_corpus corpus;
-    if (nv_load_train_corpus(cfg, &corpus, &err) != 0) nv_dist_abort(d, "%s", err.msg);
+    // every rank reads the shards; one line for the job when any of them cannot, before any work
+    agree_or_exit(d, nv_load_train_corpus(cfg, &corpus, &err) != 0, err.msg, 0);
     if (root)
         printf("data: %s: %llu sequences, %llu tokens (%llu with structure)\n",
                cfg->data.train[0] ? cfg->data.train : "synthetic (in-process)",
@@ -294,6 +422,12 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     int32_t *lens = nv_malloc((size_t)accum * max_tokens * sizeof(int32_t));
 
     int consecutive_skips = 0, rc = 0;
+    test_fault fault;
+    test_fault_parse(&fault, pt, d);
+    const int nf_presync = d->dp_size > 1; // check the local gradients before the DP sum
+    nf_watch nfw = {be, pt, nv_model_grad(model), nv_grad_sync_hook(gs), {nf_ready, NULL},
+                    nv_calloc((size_t)pt->n, 1), -1};
+    nfw.hook.ctx = &nfw;
     train_state ts = {model, &opt, loader, &consecutive_skips, lo, hi, zero1, 0, NULL, NULL, NULL};
     const long start_step = maybe_resume(cfg, d, &ts);
     install_stop_handlers();
@@ -340,11 +474,14 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         const double mlm_scale = n_mlm ? 1.0 / (double)n_mlm : 0.0;
         const double st_scale = n_st ? cfg->model.struct_loss_weight / (double)n_st : 0.0;
         nv_model_zero_grad(model);
+        test_fault_grad(&fault, d, step + 1, model);
+        if (nf_presync) nf_begin(&nfw);
         // [0] mlm loss sum, [1] struct loss sum, [2] mlm hits, [3] struct hits
         double tot[4] = {0, 0, 0, 0};
         for (int a = 0; a < accum; a++) {
             nv_losses l;
-            if (!zero1) nv_model_set_grad_hook(model, a + 1 == accum ? nv_grad_sync_hook(gs) : NULL);
+            if (!zero1)
+                nv_model_set_grad_hook(model, a + 1 != accum ? NULL : nf_presync ? &nfw.hook : nv_grad_sync_hook(gs));
             nv_model_step(model, &mb[a], mlm_scale, st_scale, 1, &l);
             tot[0] += l.mlm_sum;
             tot[1] += l.struct_sum;
@@ -352,6 +489,9 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
             tot[3] += (double)l.struct_correct;
         }
         nv_model_set_grad_hook(model, NULL);
+        if (nf_presync) nf_finish(&nfw); // before the data-parallel sum
+        if (test_fault_now(&fault, d, step + 1, 3)) tot[0] = NAN;
+        const int loss_bad = !isfinite(tot[0]) || !isfinite(tot[1]); // this rank's own loss
         nv_allreduce_sum_f64(d, d->comm_dp, tot, 4);
         // data-parallel sum of gradients, then the true global norm
         const void *g = nv_model_grad(model);
@@ -368,23 +508,50 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         if (zero1) nv_allreduce_sum_f64(d, d->comm_dp, ss, 2);
         const double gnorm = sqrt(ss[0] + ss[1]);
         const double lr = nv_lr_at(&cfg->optim, step, cfg->train.steps);
-        int skip = !isfinite(gnorm);
+        int skip = !isfinite(gnorm) || !isfinite(tot[0] + tot[1]);
         nv_allreduce_max_int(d, d->comm_world, &skip, 1); // one verdict for every rank
         if (skip) {
             consecutive_skips++;
-            if (root) {
-                char f[160];
-                snprintf(f, sizeof f, "\"step\": %ld, \"reason\": \"non-finite gradient norm\"", step + 1);
-                nv_log_event(&lg, "skipped_step", f);
-                fprintf(stderr, "nvwa: warning: step %ld skipped: non-finite gradient norm\n", step + 1);
+            // where: the lowest rank with a non-finite local gradient (its first tensor), else
+            // the lowest rank with a non-finite local loss; keys minimized as max of -key
+            if (!nf_presync) {
+                nf_begin(&nfw);
+                nfw.grad = g;
+                nf_finish(&nfw);
+                nfw.grad = nv_model_grad(model);
             }
-            if (consecutive_skips >= cfg->train.max_skipped_steps) {
-                if (root)
-                    fprintf(stderr, "nvwa: error: %d consecutive steps with non-finite gradients; stopping\n"
-                            "---> HINT: lower [optim] lr or check the data\n", consecutive_skips);
+            const int nk = pt->n + 1;
+            int where[2] = {-(nfw.bad >= 0 ? d->rank * nk + nfw.bad : INT_MAX),
+                            -(loss_bad ? d->rank : INT_MAX)};
+            nv_allreduce_max_int(d, d->comm_world, where, 2);
+            if (root) {
+                char f[512], msg[300];
+                const int gk = -where[0], lk = -where[1];
+                if (gk != INT_MAX)
+                    snprintf(msg, sizeof msg, "\"reason\": \"non-finite gradient\", \"rank\": %d, \"tensor\": \"%s\"",
+                             gk / nk, pt->p[gk % nk].name);
+                else if (lk != INT_MAX)
+                    snprintf(msg, sizeof msg, "\"reason\": \"non-finite loss\", \"rank\": %d, \"tensor\": \"loss\"", lk);
+                else
+                    snprintf(msg, sizeof msg, "\"reason\": \"non-finite gradient norm\", \"rank\": -1, \"tensor\": \"unknown\"");
+                snprintf(f, sizeof f, "\"step\": %ld, %s, \"consecutive\": %d", step + 1, msg, consecutive_skips);
+                nv_log_event(&lg, "skipped_step", f);
+                fprintf(stderr, "nvwa: warning: step %ld skipped (%d in a row): %s\n", step + 1, consecutive_skips,
+                        gk != INT_MAX ? "non-finite gradient" : lk != INT_MAX ? "non-finite loss" : "non-finite gradient norm");
+                if (gk != INT_MAX) fprintf(stderr, "    first non-finite value: rank %d, tensor %s\n", gk / nk, pt->p[gk % nk].name);
+                else if (lk != INT_MAX) fprintf(stderr, "    first non-finite value: rank %d, the loss\n", lk);
+            }
+            if (cfg->train.max_skipped_steps > 0 && consecutive_skips >= cfg->train.max_skipped_steps) {
                 rc = 1;
-                // the weights are the last good ones: keep them
+                // the weights are still those after the last good step: save them
                 if (cfg->checkpoint.dir[0]) save_checkpoint(cfg, d, &ts, step + 1);
+                if (root)
+                    fprintf(stderr, "nvwa: error: %d consecutive non-finite steps ([train] max-skipped-steps = %d); "
+                            "stopped at step %ld with the weights of step %ld%s%s\n"
+                            "---> HINT: lower [optim] lr or check the data\n", consecutive_skips,
+                            cfg->train.max_skipped_steps, step + 1, step + 1 - consecutive_skips,
+                            cfg->checkpoint.dir[0] ? " saved under " : " (no [checkpoint] dir: not saved)",
+                            cfg->checkpoint.dir);
                 break;
             }
         } else {
@@ -447,6 +614,7 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     nv_format_duration(nv_now() - t_start, took, sizeof took);
     if (rc == 0 && root && step >= cfg->train.steps)
         printf("done: %ld steps in %s\n", cfg->train.steps - start_step, took);
+    free(nfw.checked);
     free(ts.h_master);
     free(ts.h_m);
     free(ts.h_v);
