@@ -48,6 +48,10 @@ static void bufs_alloc(bufs *b, int n) {
     b->mm = malloc((size_t)n); b->sm = malloc((size_t)n); b->pt = malloc(sizeof(int) * (size_t)n);
 }
 
+static void bufs_free(bufs *b) {
+    free(b->in), free(b->tg), free(b->sin), free(b->stg), free(b->mm), free(b->sm), free(b->pt);
+}
+
 static void mask(const nv_mask_params *p, uint64_t ep, uint64_t idx, const nv_corpus *c, bufs *b,
                  nv_mask_stats *st) {
     uint64_t o = c->offsets[idx];
@@ -206,6 +210,7 @@ int main(void) {
         printf("output run length %.4f (analytic span mean %.4f)\n", m, want_span);
         CHECK(tu_relerr(m, want_span) < 0.08, "run length %.4f", m);
         free(t);
+        bufs_free(&bb);
     }
 
     // Rates at their ends: no pulls at 0, every try pulled at 1; structure-input off hides all.
@@ -229,6 +234,8 @@ int main(void) {
         CHECK(shown == 0, "structure-input off but %ld positions shown", shown);
     }
     tl_free_corpus(&c);
+    bufs_free(&b);
+    bufs_free(&b2);
     (void)seed;
     return tu_finish("masker_stats");
 }

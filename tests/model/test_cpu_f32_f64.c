@@ -163,5 +163,8 @@ int main(void) {
         CHECK(worst <= TOL, "%s[%zu]: f32 %.9g vs f64 %.9g", o64.name[k], at, a[at], b[at]);
         free(o32.v[k]), free(o64.v[k]);
     }
+    double *ins[] = {in.x, in.x2, in.w, in.W, in.bias, in.dout_d, in.dout_3d, in.qkv, in.gu,
+                     in.dout_f, in.E, in.Es, in.logits, in.prior, in.rows, in.m, in.g, in.v};
+    for (size_t k = 0; k < sizeof ins / sizeof *ins; k++) free(ins[k]);
     return tu_finish("test_cpu_f32_f64");
 }
