@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+// The launcher's node-local rank: Open MPI, PMIx, MPICH/Hydra, MVAPICH, then SLURM's.
+// SLURM_LOCALID comes last: a batch script exports it (= 0) to everything it starts, so
+// under an mpirun inside an allocation only the MPI launcher's own variable is right.
 int nv_env_local_rank(void) {
-    const char *keys[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "PMIX_LOCAL_RANK",
-                          "MPI_LOCALRANKID"};
+    const char *keys[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "PMIX_LOCAL_RANK", "MPI_LOCALRANKID",
+                          "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = getenv(keys[i]);
         if (v && *v) return atoi(v);
@@ -49,7 +52,16 @@ int nv_dist_init(nv_dist *d, int *argc, char ***argv, int tensor, nv_error *err)
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &d->local_size);
-    if (d->local_rank < 0) MPI_Comm_rank(node, &d->local_rank);
+    // The launcher's word counts only if it numbers this node's ranks 0..n-1 (an inherited
+    // SLURM_LOCALID = 0 on every rank does not); else this rank's place on its node.
+    int *all = nv_malloc(sizeof(int) * (size_t)d->local_size), ok = 1;
+    MPI_Allgather(&d->local_rank, 1, MPI_INT, all, 1, MPI_INT, node);
+    for (int i = 0; i < d->local_size && ok; i++) {
+        ok = all[i] >= 0 && all[i] < d->local_size;
+        for (int j = 0; j < i && ok; j++) ok = all[i] != all[j];
+    }
+    free(all);
+    if (!ok) MPI_Comm_rank(node, &d->local_rank);
     MPI_Comm_free(&node);
     return 0;
 }

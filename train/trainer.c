@@ -411,7 +411,6 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     void *wact = nv_model_weights_act(model) == nv_model_master(model) ? NULL : nv_model_weights_act(model);
 
     nv_logger lg = {0};
-    if (root && nv_logger_open(&lg, cfg->log.file, 0) != 0) nv_dist_abort(d, "cannot open the log");
     // --- evaluation hook ([log] eval-every on [data] valid; train/evaluate.h) ---
     nv_eval_hook eval_hook;
     nv_eval_hook_init(&eval_hook, cfg, d);
@@ -430,6 +429,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     nfw.hook.ctx = &nfw;
     train_state ts = {model, &opt, loader, &consecutive_skips, lo, hi, zero1, 0, NULL, NULL, NULL};
     const long start_step = maybe_resume(cfg, d, &ts);
+    // a resumed run (a requeued job) continues the JSONL log; a fresh one starts it
+    if (root && nv_logger_open(&lg, cfg->log.file, start_step > 0) != 0) nv_dist_abort(d, "cannot open the log");
     install_stop_handlers();
 
     const double t_start = nv_now();
