@@ -173,7 +173,8 @@ jfield() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"
 # restarts; sets ST (no $(...) here: a trapped TERM must not wait for a long subshell)
 wait_final() {
   ST=""
-  for _ in $(seq 1 1200); do
+  local t=$SECONDS
+  while [ $((SECONDS - t)) -lt 400 ]; do
     ST=$(jstate "$1")
     case "$ST" in
       COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED)
@@ -206,7 +207,8 @@ preempt() { # LAUNCHER NAME
   local name=$2 out="$tmp/out/$2.out" dir="$tmp/$2" jid stopped resumed
   jid=$(NVWA_LAUNCHER=$1 "${SB[@]}" --job-name="nvwa-$name" --output="$out" \
         "$S/launch/nvwa.sbatch" "${ARGS[@]}" checkpoint.dir="$dir" log.file="$tmp/$name.jsonl") || fail "sbatch ($name)"
-  for _ in $(seq 1 1200); do [ -f "$dir/latest" ] && break; [ -n "$(jstate "$jid")" ] || break; sleep 0.05; done
+  local t=$SECONDS
+  while [ $((SECONDS - t)) -lt 300 ]; do [ -f "$dir/latest" ] && break; [ -n "$(jstate "$jid")" ] || break; sleep 0.05; done
   [ -f "$dir/latest" ] || { cat "$out"; fail "$name: job $jid wrote no checkpoint"; }
   scancel --signal=USR1 --batch "$jid" || fail "$name: scancel --signal=USR1 --batch $jid"
   wait_final "$jid" 1
