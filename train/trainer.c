@@ -107,6 +107,9 @@ static void install_stop_handlers(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
+    // a file-size limit (RLIMIT_FSIZE) is a write error (EFBIG) that the checkpoint and log
+    // writers report, not a silent kill by SIGXFSZ
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 // What a checkpoint holds of this rank, gathered from (or scattered to) the training state.
@@ -493,7 +496,6 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         if (nf_presync) nf_finish(&nfw); // before the data-parallel sum
         if (test_fault_now(&fault, d, step + 1, 3)) tot[0] = NAN;
         const int loss_bad = !isfinite(tot[0]) || !isfinite(tot[1]); // this rank's own loss
-        nv_allreduce_sum_f64(d, d->comm_dp, tot, 4);
         // data-parallel sum of gradients, then the true global norm
         const void *g = nv_model_grad(model);
         if (zero1) {
@@ -503,6 +505,10 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         } else {
             nv_grad_sync_finish(gs);
         }
+        // the loss sums only now: until nv_grad_sync_finish returns, the communication thread
+        // runs collectives on comm_dp, and two threads' collectives on one communicator get
+        // matched across ranks in any order (a bucket's data landed in this 32-byte buffer)
+        nv_allreduce_sum_f64(d, d->comm_dp, tot, 4);
         double ss[2];
         grad_sumsq(be, pt, g, lo, hi, &ss[0], &ss[1]);
         if (d->tp_size > 1) nv_allreduce_sum_f64(d, d->comm_tp, ss, 1); // sharded part only
