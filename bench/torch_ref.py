@@ -752,7 +752,7 @@ def cmd_bench(a):
 
     trunk = model.trunk
     if not a.no_compile:
-        trunk = torch.compile(model.trunk)
+        trunk = torch.compile(model.trunk, dynamic=False)  # fixed [micro-batch, seq] shapes
 
     def step(b):
         masks = make_masks(torch, c, b["segment"], b["position"], impl)
@@ -768,6 +768,7 @@ def cmd_bench(a):
 
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     t0 = time.time()
+    a.warmup = max(a.warmup, len(batches))  # every input batch seen (and compiled for) once
     for i in range(a.warmup):
         loss = step(batches[i % len(batches)])
     sync()
