@@ -86,7 +86,12 @@ int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
         return nv_seterr(err, "%s: path too long", path);
     h5_quiet q = h5_quiet_begin();
     const char *what = "create";
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    // 1.8 object headers carry checksums: damaged metadata fails on open instead of reaching
+    // libhdf5's decoders (1.10.8 overreads on a damaged v1 header; tests/fuzz/fuzz_shard)
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) H5Pclose(fapl), fapl = -1;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl >= 0 ? fapl : H5P_DEFAULT);
+    if (fapl >= 0) H5Pclose(fapl);
     int ok = f >= 0;
     // ids: fixed-length NUL-padded strings as long as the longest id. HDF5 (1.10) refuses
     // deflate and Fletcher32 on variable-length strings, and the ids must be checksummed
