@@ -34,7 +34,8 @@ static void usage(FILE *f) {
 }
 
 static int env_rank(void) {
-    const char *keys[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID", "PMI_RANK"};
+    // the launcher's own variables before SLURM's (a batch script's mpirun inherits those)
+    const char *keys[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = getenv(keys[i]);
         if (v && *v) return atoi(v);
@@ -43,7 +44,7 @@ static int env_rank(void) {
 }
 
 static int env_world(void) {
-    const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_NTASKS", "PMI_SIZE"};
+    const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         const char *v = getenv(keys[i]);
         if (v && atoi(v) > 0) return atoi(v);
@@ -80,6 +81,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    nv_install_stop_handlers();
     const char *path = argv[optind];
     // Only rank 0 speaks; every rank fails the same way on a bad config.
     const int root = env_rank() == 0;

@@ -100,7 +100,7 @@ static double rss_gib(void) {
 static volatile sig_atomic_t stop_signal = 0;
 static void on_stop_signal(int sig) { stop_signal = sig; }
 
-static void install_stop_handlers(void) {
+void nv_install_stop_handlers(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
@@ -390,10 +390,15 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
 
     nv_tp_comm tpc = {tp_allreduce_cpu, (void *)d};
     if (nccl) tpc = (nv_tp_comm){nv_nccl_tp_allreduce_act, nccl};
-    nv_model *model = nv_model_create(&cfg->model, be, d->tp_rank, d->tp_size,
-                                      d->tp_size > 1 ? &tpc : NULL, max_tokens);
+    nv_model *model = nv_model_create_ex(&cfg->model, be, d->tp_rank, d->tp_size,
+                                         d->tp_size > 1 ? &tpc : NULL, max_tokens,
+                                         cfg->train.recompute);
     nv_model_init_weights(model, cfg->train.seed);
     const nv_param_table *pt = nv_model_params(model);
+    if (root)
+        printf("memory: %.3f GiB planned for the model on %s (weights, gradients, activations%s)\n",
+               (double)nv_model_device_bytes(model) / (1 << 30), be->name,
+               cfg->train.recompute ? ", recompute on" : "");
     if (root)
         printf("model: %.4g parameters, backend %s, world %d = tensor %d x data %d%s, "
                "%d micro-batch(es) of %d x %d per rank per step\n",
@@ -434,7 +439,6 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     const long start_step = maybe_resume(cfg, d, &ts);
     // a resumed run (a requeued job) continues the JSONL log; a fresh one starts it
     if (root && nv_logger_open(&lg, cfg->log.file, start_step > 0) != 0) nv_dist_abort(d, "cannot open the log");
-    install_stop_handlers();
 
     const double t_start = nv_now();
     double t_window = t_start, tok_window = 0, flop_window = 0;

@@ -13,5 +13,10 @@ const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err);
 // synthetic corpus (nvwa-prep --synthetic's generator) of n_synthetic sequences.
 int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err);
 
+// SIGTERM and SIGUSR1 (SLURM's warning before the time limit) set a flag that nv_train
+// reads at every step boundary: save a checkpoint and exit 0. Call it first thing in main,
+// so that a signal during start-up is not fatal either.
+void nv_install_stop_handlers(void);
+
 // Train per cfg as one rank of d. Returns the process exit code (0 on success).
 int nv_train(const nv_config *cfg, const nv_dist *d);
