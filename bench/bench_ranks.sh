@@ -56,7 +56,7 @@ for spec in "${layouts[@]}"; do
   dpb=$(sed -n 's/.* dp_bytes=\([^ ]*\).*/\1/p' <<< "$sum"); tpb=$(sed -n 's/.* tp_bytes=\([^ ]*\).*/\1/p' <<< "$sum")
   accum=$(sed -n 's/.* accum=\([^ ]*\).*/\1/p' <<< "$sum")
   rows+=("$(printf '| %s | %d | %d | %d | %.3f | %.3f – %.3f | %.0f | %.2f | %.2f |' "$name" "$np" "$threads" \
-            "$accum" "$st_med" "$st_min" "$st_max" "$tps_med" "$(echo "$dpb / 1048576" | bc -l)" "$(echo "$tpb / 1048576" | bc -l)")")
+            "$accum" "$st_med" "$st_min" "$st_max" "$tps_med" "$(awk -v b="$dpb" 'BEGIN { print b / 1048576 }')" "$(awk -v b="$tpb" 'BEGIN { print b / 1048576 }')")")
   echo "${rows[-1]}"
 done
 

@@ -10,8 +10,8 @@
 # tensor {1,2,4,8} x zero1 {off,on} x micro-batch {1,2,4,8,16,32} x recompute {off,on}
 # (the config's global-batch and seq-length kept; layouts the config validation refuses are
 # skipped), keeps those whose memory per rank fits MEM_GIB (default 70 of an 80 GB H100's
-# 74.5 GiB, leaving room for allocator slack) and reports the one with the highest
-# estimated tokens/s (ties: less memory).
+# 74.5 GiB, leaving room for allocator slack) and reports, among the layouts within TOL
+# (default 1%) of the highest estimated tokens/s, the one with the least memory per rank.
 set -euo pipefail
 B=${1:?usage: scaling_table.sh BUILD_DIR [--update FILE]}
 S=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +32,7 @@ table() {
   echo "| GPUs | nodes | tensor | data | zero1 | micro-batch | accum | recompute | memory/rank (GiB) | DP bytes/step/rank (GiB) | TP bytes/step/rank (GiB) | compute (s) | TP comm (s) | DP comm exposed (s) | step (s) | tokens/s | MFU |"
   echo "|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for W in $WORLDS; do
-    local best="" best_tps=0 best_mem=0
+    local cands=()
     for t in 1 2 4 8; do
       for z in false true; do
         for mb in 1 2 4 8 16 32; do
@@ -40,17 +40,21 @@ table() {
             out=$("$train" "$S/configs/$cfg.ini" --dry-run --world "$W" parallel.tensor=$t \
                   parallel.zero1=$z data.micro-batch=$mb train.recompute=$rc 2>/dev/null) || continue
             line=$(grep '^summary:' <<< "$out") || continue
-            mem=$(val mem_gib "$line"); tps=$(val tokens_per_s "$line")
             [ "$(val zero1 "$line")" = 1 ] || [ "$z" = false ] || continue # zero1 with 1 data rank = off
-            awk -v m="$mem" -v lim="$MEM_GIB" 'BEGIN { exit !(m <= lim) }' || continue
-            if awk -v a="$tps" -v b="$best_tps" -v ma="$mem" -v mb="$best_mem" \
-                   'BEGIN { exit !(a > b * 1.000001 || (a > b * 0.999999 && ma < mb)) }'; then
-              best="$line rc=$rc"; best_tps=$tps; best_mem=$mem
-            fi
+            cands+=("$line rc=$rc")
           done
         done
       done
     done
+    # fastest that fits; within TOL (1%) of it, the one with the least memory
+    local best
+    best=$(printf '%s\n' "${cands[@]}" | awk -v lim="$MEM_GIB" -v tol="${TOL:-0.01}" '
+      { n = split($0, kv, " "); delete v; for (i = 1; i <= n; i++) { split(kv[i], p, "="); v[p[1]] = p[2] }
+        if (v["mem_gib"] + 0 > lim + 0) next
+        k++; line[k] = $0; tps[k] = v["tokens_per_s"] + 0; mem[k] = v["mem_gib"] + 0
+        if (tps[k] > top) top = tps[k] }
+      END { b = 0; for (i = 1; i <= k; i++) if (tps[i] >= (1 - tol) * top && (!b || mem[i] < mem[b])) b = i
+            if (b) print line[b] }')
     if [ -z "$best" ]; then
       echo "| $W | $((W / 8 > 0 ? W / 8 : 1)) | — | — | — | — | — | — | does not fit in ${MEM_GIB} GiB | | | | | | | | |"
       continue

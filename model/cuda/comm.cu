@@ -156,7 +156,9 @@ extern "C" void nv_nccl_grad_wait(nv_nccl *c) {
     if (c->dp) { // surface a failure of an earlier step's collective (non-blocking query)
         ncclResult_t a = ncclSuccess;
         NCCL_CHECK(c, c->dp, ncclCommGetAsyncError(c->dp, &a));
-        NCCL_CHECK(c, c->dp, a);
+        if (a != ncclSuccess)
+            nv_dist_abort(c->d, "an earlier data-parallel NCCL collective failed asynchronously: %s (%s)\n"
+                          "---> HINT: %s", ncclGetErrorString(a), ncclGetLastError(c->dp), nccl_hint(a));
     }
 }
 
