@@ -32,12 +32,17 @@ const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err) {
     switch (cfg->train.device) {
     case NV_DEVICE_CPU: return nv_backend_cpu();
     case NV_DEVICE_CUDA: {
+        if (cfg->train.precision != NV_PREC_BF16) {
+            nv_seterr(err, "[train] precision = fp32 with device = cuda: the CUDA backend computes "
+                           "in bf16 (fp32 masters)\n---> HINT: precision = bf16, or device = cpu for fp32");
+            return NULL;
+        }
         const nv_backend *be = nv_backend_cuda(&why);
         if (!be) nv_seterr(err, "[train] device = cuda: %s\n---> HINT: set [train] device = cpu or auto", why);
         return be;
     }
-    default: {
-        const nv_backend *be = nv_backend_cuda(&why);
+    default: { // auto: a GPU for bf16 runs when there is one, else the CPU (always fp32)
+        const nv_backend *be = cfg->train.precision == NV_PREC_BF16 ? nv_backend_cuda(&why) : NULL;
         return be ? be : nv_backend_cpu();
     }
     }
