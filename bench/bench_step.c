@@ -55,16 +55,7 @@ static int bench_config(const char *name, const char *path, int steps, row *out)
     double tsum = 0, tok = 0, flops = 0;
     for (int s = -1; s < steps; s++) { // s = -1: warm-up, not timed
         const nv_batch *b = nv_loader_next(ld);
-        long k = 0;
-        for (int r = 0; r < b->rows; r++)
-            for (int i = 0; i < b->seq_len;) {
-                const int32_t *sg = b->segment + (size_t)r * b->seq_len;
-                if (!sg[i]) { i++; continue; }
-                int j = i;
-                while (j < b->seq_len && sg[j] == sg[i]) j++;
-                lens[k++] = j - i;
-                i = j;
-            }
+        long k = nv_batch_segments(b, NULL, lens, NULL);
         double t0 = nv_now();
         nv_model_zero_grad(m);
         nv_model_step(m, b, 1.0 / (b->n_mlm + 1), 0.5 / (b->n_struct + 1), 1, NULL);

@@ -51,3 +51,48 @@ void nv_batch_count(nv_batch *b) {
     b->n_struct = s;
     b->n_real = r;
 }
+
+void nv_batch_copy(nv_batch *dst, const nv_batch *src) {
+    if (dst->rows != src->rows || dst->seq_len != src->seq_len)
+        nv_die("nv_batch_copy: shapes differ (%d x %d vs %d x %d)", dst->rows, dst->seq_len,
+               src->rows, src->seq_len);
+    const size_t n = (size_t)src->rows * (size_t)src->seq_len;
+    memcpy(dst->input, src->input, n * 4);
+    memcpy(dst->target, src->target, n * 4);
+    memcpy(dst->struct_in, src->struct_in, n * 4);
+    memcpy(dst->struct_target, src->struct_target, n * 4);
+    memcpy(dst->mlm_mask, src->mlm_mask, n);
+    memcpy(dst->struct_mask, src->struct_mask, n);
+    memcpy(dst->segment, src->segment, n * 4);
+    memcpy(dst->position, src->position, n * 4);
+    memcpy(dst->seq_index, src->seq_index, n * 8);
+    dst->n_mlm = src->n_mlm;
+    dst->n_struct = src->n_struct;
+    dst->n_real = src->n_real;
+    dst->epoch = src->epoch;
+    dst->step = src->step;
+    dst->slot = src->slot;
+}
+
+long nv_batch_segments(const nv_batch *b, int32_t *start, int32_t *len, int *max_len) {
+    long k = 0;
+    int mx = 0;
+    for (int r = 0; r < b->rows; r++) {
+        const int32_t *sg = b->segment + (size_t)r * b->seq_len;
+        for (int i = 0; i < b->seq_len;) {
+            if (sg[i] == 0) {
+                i++;
+                continue;
+            }
+            int j = i;
+            while (j < b->seq_len && sg[j] == sg[i]) j++;
+            if (start) start[k] = r * b->seq_len + i;
+            if (len) len[k] = j - i;
+            if (j - i > mx) mx = j - i;
+            k++;
+            i = j;
+        }
+    }
+    if (max_len) *max_len = mx;
+    return k;
+}

@@ -28,6 +28,11 @@ typedef struct nv_batch {
 void nv_batch_alloc(nv_batch *b, int rows, int seq_len);
 void nv_batch_free(nv_batch *b);
 void nv_batch_count(nv_batch *b); // recompute n_mlm, n_struct, n_real from the masks
+// Deep copy into dst, allocated with the same shape (loader batches live until the next call).
+void nv_batch_copy(nv_batch *dst, const nv_batch *src);
+// The attention segments: maximal runs of one non-zero segment id within a row, as flat
+// token offsets (start may be NULL) and lengths (len may be NULL); returns their number.
+long nv_batch_segments(const nv_batch *b, int32_t *start, int32_t *len, int *max_len);
 
 // Masking of one sequence (design section 7), a pure function of
 // (seed, epoch, global sequence index): fills input/target/struct_in/struct_target/

@@ -290,21 +290,8 @@ static void upload_batch(nv_model *m, const nv_batch *b, nv_attn_segs *segs, int
     const nv_backend *be = m->be;
     const int n = b->rows * b->seq_len;
     if (n > m->max_n) nv_die("micro-batch of %d tokens exceeds the planned %d", n, m->max_n);
-    // segments: maximal runs of equal non-zero segment id within a row
-    int ns = 0, maxlen = 0;
-    for (int r = 0; r < b->rows; r++) {
-        const int32_t *sg = b->segment + (size_t)r * b->seq_len;
-        for (int i = 0; i < b->seq_len;) {
-            if (sg[i] == 0) { i++; continue; }
-            int j = i;
-            while (j < b->seq_len && sg[j] == sg[i]) j++;
-            m->h_start[ns] = r * b->seq_len + i;
-            m->h_len[ns] = j - i;
-            if (j - i > maxlen) maxlen = j - i;
-            ns++;
-            i = j;
-        }
-    }
+    int maxlen = 0;
+    const int ns = (int)nv_batch_segments(b, m->h_start, m->h_len, &maxlen);
     be->to_device(m->seg_start, m->h_start, (size_t)ns * 4);
     be->to_device(m->seg_len, m->h_len, (size_t)ns * 4);
     segs->start = m->seg_start;

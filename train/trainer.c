@@ -57,37 +57,7 @@ int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err) {
     return 0;
 }
 
-static void batch_copy(nv_batch *dst, const nv_batch *src) {
-    const size_t n = (size_t)src->rows * src->seq_len;
-    memcpy(dst->input, src->input, n * 4);
-    memcpy(dst->target, src->target, n * 4);
-    memcpy(dst->struct_in, src->struct_in, n * 4);
-    memcpy(dst->struct_target, src->struct_target, n * 4);
-    memcpy(dst->mlm_mask, src->mlm_mask, n);
-    memcpy(dst->struct_mask, src->struct_mask, n);
-    memcpy(dst->segment, src->segment, n * 4);
-    memcpy(dst->position, src->position, n * 4);
-    memcpy(dst->seq_index, src->seq_index, n * 8);
-    dst->n_mlm = src->n_mlm;
-    dst->n_struct = src->n_struct;
-    dst->n_real = src->n_real;
-}
 
-// Segment lengths of a batch (for model FLOPs), appended to lens.
-static long batch_seq_lens(const nv_batch *b, int32_t *lens) {
-    long k = 0;
-    for (int r = 0; r < b->rows; r++) {
-        const int32_t *sg = b->segment + (size_t)r * b->seq_len;
-        for (int i = 0; i < b->seq_len;) {
-            if (!sg[i]) { i++; continue; }
-            int j = i;
-            while (j < b->seq_len && sg[j] == sg[i]) j++;
-            lens[k++] = j - i;
-            i = j;
-        }
-    }
-    return k;
-}
 
 static double rss_gib(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -462,11 +432,11 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         // [0] mlm positions, [1] structure positions, [2] real tokens: over the global batch
         long cnt[3] = {0, 0, 0}, n_lens = 0;
         for (int a = 0; a < accum; a++) {
-            batch_copy(&mb[a], nv_loader_next(loader));
+            nv_batch_copy(&mb[a], nv_loader_next(loader));
             cnt[0] += mb[a].n_mlm;
             cnt[1] += mb[a].n_struct;
             cnt[2] += mb[a].n_real;
-            n_lens += batch_seq_lens(&mb[a], lens + n_lens);
+            n_lens += nv_batch_segments(&mb[a], NULL, lens + n_lens, NULL);
         }
         if (debug_hash)
             for (int a = 0; a < accum; a++) {

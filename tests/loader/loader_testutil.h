@@ -113,16 +113,5 @@ static inline int tl_batch_equal(const nv_batch *a, const nv_batch *b) {
 // A deep copy of a micro-batch (loader batches are only valid until the next call).
 static inline void tl_batch_copy(nv_batch *dst, const nv_batch *src) {
     nv_batch_alloc(dst, src->rows, src->seq_len);
-    size_t n = (size_t)src->rows * (size_t)src->seq_len;
-    memcpy(dst->input, src->input, n * 4);
-    memcpy(dst->target, src->target, n * 4);
-    memcpy(dst->struct_in, src->struct_in, n * 4);
-    memcpy(dst->struct_target, src->struct_target, n * 4);
-    memcpy(dst->mlm_mask, src->mlm_mask, n);
-    memcpy(dst->struct_mask, src->struct_mask, n);
-    memcpy(dst->segment, src->segment, n * 4);
-    memcpy(dst->position, src->position, n * 4);
-    memcpy(dst->seq_index, src->seq_index, n * 8);
-    dst->n_mlm = src->n_mlm; dst->n_struct = src->n_struct; dst->n_real = src->n_real;
-    dst->epoch = src->epoch; dst->step = src->step; dst->slot = src->slot;
+    nv_batch_copy(dst, src);
 }
