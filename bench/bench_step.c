@@ -1,8 +1,10 @@
-// bench_step.c - CPU training-step time for the tiny and rna-fm-100m shapes: tokens/s and
-// model GFLOP/s (design section 11) of forward + backward + AdamW on packed synthetic
-// batches, printed as one table and written as Markdown under bench/results/.
+// bench_step.c - CPU training-step time (forward +
+// backward + AdamW, one micro-batch per step, synthetic packed rows) of one config, with
+// "section.key=value" overrides, e.g. rna-fm-100m at a micro-batch that fits in memory
+// (its own micro-batch of 32 x 1024 tokens needs ~26 GB of activations). Also prints the
+// process CPU seconds per step, which a loaded machine disturbs less than wall time.
 //
-//   bench_step [--steps N] [--out FILE.md] [--config NAME=PATH ...]
+//   bench_step CONFIG.ini STEPS [section.key=value ...]
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,10 +25,19 @@ typedef struct row {
     int micro, seq;
 } row;
 
-static int bench_config(const char *name, const char *path, int steps, row *out) {
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_sum;
+
+static int bench_config(const char *name, const char *path, int steps, row *out, int nov,
+                        char *const *ov) {
     nv_config cfg;
     nv_error err;
-    if (nv_config_load(&cfg, path, 0, NULL, &err) != 0) {
+    if (nv_config_load(&cfg, path, nov, ov, &err) != 0) {
         fprintf(stderr, "bench_step: %s\n", err.msg);
         return -1;
     }
@@ -55,8 +66,17 @@ static int bench_config(const char *name, const char *path, int steps, row *out)
     double tsum = 0, tok = 0, flops = 0;
     for (int s = -1; s < steps; s++) { // s = -1: warm-up, not timed
         const nv_batch *b = nv_loader_next(ld);
-        long k = nv_batch_segments(b, NULL, lens, NULL);
-        double t0 = nv_now();
+        long k = 0;
+        for (int r = 0; r < b->rows; r++)
+            for (int i = 0; i < b->seq_len;) {
+                const int32_t *sg = b->segment + (size_t)r * b->seq_len;
+                if (!sg[i]) { i++; continue; }
+                int j = i;
+                while (j < b->seq_len && sg[j] == sg[i]) j++;
+                lens[k++] = j - i;
+                i = j;
+            }
+        double t0 = nv_now(), c0 = cpu_now();
         nv_model_zero_grad(m);
         nv_model_step(m, b, 1.0 / (b->n_mlm + 1), 0.5 / (b->n_struct + 1), 1, NULL);
         double g = sqrt(be->sumsq(nv_model_grad(m), t->total));
@@ -64,6 +84,7 @@ static int bench_config(const char *name, const char *path, int steps, row *out)
                       nv_clip_scale(&cfg.optim, g));
         double dt = nv_now() - t0;
         if (s >= 0) {
+            cpu_sum += cpu_now() - c0;
             tsum += dt;
             tok += (double)b->n_real;
             flops += nv_flops_per_step_sel(&cfg.model, lens, k, b->n_mlm);
@@ -86,43 +107,17 @@ static int bench_config(const char *name, const char *path, int steps, row *out)
 }
 
 int main(int argc, char **argv) {
-    int steps = 3;
-    const char *out = NULL, *src = getenv("NVWA_SOURCE_ROOT");
-    static const struct option opts[] = {{"steps", required_argument, 0, 's'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "s:o:h", opts, NULL)) != -1) {
-        if (c == 's') steps = atoi(optarg);
-        else if (c == 'o') out = optarg;
-        else {
-            printf("usage: bench_step [--steps N] [--out FILE.md]  (NVWA_SOURCE_ROOT locates configs/)\n");
-            return c == 'h' ? 0 : 2;
-        }
+    if (argc < 3) {
+        printf("usage: bench_step CONFIG.ini STEPS [section.key=value ...]\n");
+        return 2;
     }
-    char p1[1024], p2[1024];
-    snprintf(p1, sizeof p1, "%s/configs/tiny.ini", src ? src : ".");
-    snprintf(p2, sizeof p2, "%s/configs/rna-fm-100m.ini", src ? src : ".");
-    row rows[2];
-    if (bench_config("tiny", p1, steps * 4, &rows[0]) != 0) return 1;
-    if (bench_config("rna-fm-100m", p2, steps, &rows[1]) != 0) return 1;
-    char date[32];
-    time_t now = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
-    FILE *f = out ? fopen(out, "w") : NULL;
-    FILE *outs[2] = {stdout, f};
-    for (int k = 0; k < 2; k++) {
-        FILE *o = outs[k];
-        if (!o) continue;
-        fprintf(o, "| shape | params | micro x seq | real tokens/step | step (s) | tokens/s | model GFLOP/s |\n");
-        fprintf(o, "| --- | --- | --- | --- | --- | --- | --- |\n");
-        for (int i = 0; i < 2; i++)
-            fprintf(o, "| %s | %.3gM | %d x %d | %.0f | %.3f | %.0f | %.1f |\n", rows[i].name,
-                    rows[i].params * 1e-6, rows[i].micro, rows[i].seq, rows[i].tokens_per_step,
-                    rows[i].step_s, rows[i].tok_s, rows[i].gflops);
-    }
-    if (f) fclose(f);
-    (void)date;
+    row r;
+    const int steps = atoi(argv[2]);
+    if (bench_config(argv[1], argv[1], steps, &r, argc - 3, argv + 3) != 0) return 1;
+    printf("| config | params | micro x seq | real tokens/step | step (s) | CPU s/step | tokens/s "
+           "| model GFLOP/s |\n");
+    printf("| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    printf("| %s | %.3gM | %d x %d | %.0f | %.3f | %.3f | %.0f | %.1f |\n", r.name, r.params * 1e-6,
+           r.micro, r.seq, r.tokens_per_step, r.step_s, cpu_sum / steps, r.tok_s, r.gflops);
     return 0;
 }
