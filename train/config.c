@@ -288,6 +288,14 @@ static int set_value(nv_config *c, const key_def *k, const char *text, char *why
                      NV_PATH_MAX - 1);
             return -1;
         }
+        // what nv_config_write could not write back (the config is saved in every
+        // checkpoint): a line break, or " ;" (an inline comment to libinih); only an override
+        // can hold them (found by tests/fuzz/fuzz_config)
+        for (size_t i = 0; i < len; i++)
+            if (text[i] == '\n' || text[i] == '\r' || (text[i] == ';' && i > 0 && (text[i - 1] == ' ' || text[i - 1] == '\t'))) {
+                snprintf(why, n, "bad value: a line break or ' ;' cannot be stored in the saved config");
+                return -1;
+            }
         memcpy(p, text, len);
         p[len] = 0;
         return 0;
@@ -316,7 +324,7 @@ static void write_value(const nv_config *c, const key_def *k, FILE *f) {
 }
 
 // Strings are written in double quotes; one holding a newline or " ;" (an inline comment
-// to libinih) would not read back, which no path or run name needs.
+// to libinih) would not read back, so the parser refuses those.
 void nv_config_write(const nv_config *c, FILE *f) {
     const char *section = "";
     for (int i = 0; i < N_KEYS; i++) {
