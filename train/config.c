@@ -6,6 +6,7 @@
 // line before the next one is read, so the reader's count is the handler's line.
 #include "train/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
@@ -292,7 +293,7 @@ static int set_value(nv_config *c, const key_def *k, const char *text, char *why
         // checkpoint): a line break, or " ;" (an inline comment to libinih); only an override
         // can hold them (found by tests/fuzz/fuzz_config)
         for (size_t i = 0; i < len; i++)
-            if (text[i] == '\n' || text[i] == '\r' || (text[i] == ';' && i > 0 && (text[i - 1] == ' ' || text[i - 1] == '\t'))) {
+            if (text[i] == '\n' || text[i] == '\r' || (text[i] == ';' && i > 0 && isspace((unsigned char)text[i - 1]))) {
                 snprintf(why, n, "bad value: a line break or ' ;' cannot be stored in the saved config");
                 return -1;
             }
