@@ -4,6 +4,7 @@
 // row k of the dump is row k of the concatenated global batches whatever the run's data
 // degree. Written to a temporary name beside `path`, fsynced, then renamed.
 #include "data/dump.h"
+#include "data/h5util.h"
 
 #include <fcntl.h>
 #include <hdf5.h>
@@ -33,16 +34,8 @@ static const void *field_ptr(const nv_batch *b, int f) {
 static int field_is_u8(int f) { return f == F_MLM || f == F_SMASK; }
 
 static int put_attr(hid_t file, const char *name, long long v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    if (sp < 0) return -1;
-    hid_t a = H5Acreate2(file, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = -1;
-    if (a >= 0) {
-        rc = H5Awrite(a, H5T_NATIVE_LLONG, &v) < 0 ? -1 : 0;
-        if (H5Aclose(a) < 0) rc = -1;
-    }
-    if (H5Sclose(sp) < 0) rc = -1;
-    return rc;
+    const int64_t x = v;
+    return nv_h5_attr_i64(file, name, &x, 1);
 }
 
 static int dump_into(hid_t file, const nv_config *cfg, const nv_corpus *corpus, long n_steps,

@@ -7,54 +7,19 @@
 #include "data/seqio.h"
 #include "data/vocab.h"
 
+#include "data/h5util.h"
+
 #include <errno.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-typedef struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-
-static h5_quiet h5_quiet_begin(void) {
-    h5_quiet q = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-static void h5_quiet_end(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
 
 // ---------------------------------------------------------------------------------------
 // writer
 
-static int attr_u64(hid_t loc, const char *name, uint64_t v) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    if (sp < 0) return -1;
-    hid_t a = H5Acreate2(loc, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, &v) >= 0) ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
 
-static int attr_str(hid_t loc, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return -1;
-    hid_t sp = H5Screate(H5S_SCALAR);
-    int rc = -1;
-    if (sp >= 0 && H5Tset_size(t, strlen(v)) >= 0 && H5Tset_strpad(t, H5T_STR_NULLTERM) >= 0) {
-        hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-        if (a >= 0) {
-            rc = H5Awrite(a, t, v) >= 0 ? 0 : -1;
-            H5Aclose(a);
-        }
-    }
-    if (sp >= 0) H5Sclose(sp);
-    H5Tclose(t);
-    return rc;
-}
 
 // One chunked, deflated, Fletcher32-checked 1-D dataset. `chunk_elems` is clamped to n
 // (and to 1 for empty datasets, which are then made extendible so the chunk fits).
@@ -84,7 +49,7 @@ int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return nv_seterr(err, "%s: path too long", path);
-    h5_quiet q = h5_quiet_begin();
+    nv_h5_quiet q = nv_h5_quiet_begin();
     const char *what = "create";
     // 1.8 object headers carry checksums: damaged metadata fails on open instead of reaching
     // libhdf5's decoders (1.10.8 overreads on a damaged v1 header; tests/fuzz/fuzz_shard)
@@ -106,9 +71,9 @@ int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
     hid_t st = H5Tcopy(H5T_C_S1);
     ok = ok && st >= 0 && H5Tset_size(st, idw) >= 0 && H5Tset_strpad(st, H5T_STR_NULLPAD) >= 0;
     if (ok) what = "write attributes";
-    ok = ok && attr_str(f, "format", NV_SHARD_FORMAT) == 0 && attr_u64(f, "version", NV_SHARD_VERSION) == 0 &&
-         attr_u64(f, "n_seqs", c->n_seqs) == 0 && attr_u64(f, "n_tokens", c->n_tokens) == 0 &&
-         attr_u64(f, "n_with_structure", c->n_with_structure) == 0;
+    ok = ok && nv_h5_attr_str(f, "format", NV_SHARD_FORMAT) == 0 && nv_h5_attr_u64(f, "version", NV_SHARD_VERSION) == 0 &&
+         nv_h5_attr_u64(f, "n_seqs", c->n_seqs) == 0 && nv_h5_attr_u64(f, "n_tokens", c->n_tokens) == 0 &&
+         nv_h5_attr_u64(f, "n_with_structure", c->n_with_structure) == 0;
     if (ok) what = "write /tokens";
     ok = ok && write_1d(f, "tokens", H5T_STD_U8LE, H5T_NATIVE_UINT8, c->n_tokens, 1 << 20, c->tokens) == 0;
     if (ok) what = "write /structure";
@@ -123,7 +88,7 @@ int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
         if (ok) what = "close (flush)";
         if (H5Fclose(f) < 0) ok = 0;
     }
-    h5_quiet_end(q);
+    nv_h5_quiet_end(q);
     if (!ok) {
         int e = errno;
         unlink(tmp);
@@ -381,7 +346,7 @@ static int shard_read_open(shard_rd *r, nv_corpus *out, int want_ids) {
 int nv_shard_read(const char *path, nv_corpus *out, int want_ids, nv_error *err) {
     nv_corpus_init(out);
     if (access(path, R_OK) != 0) return nv_seterr(err, "%s: cannot read: %s", path, strerror(errno));
-    h5_quiet q = h5_quiet_begin();
+    nv_h5_quiet q = nv_h5_quiet_begin();
     shard_rd r = {path, -1, err};
     int rc;
     if (H5Fis_hdf5(path) <= 0) {
@@ -392,7 +357,7 @@ int nv_shard_read(const char *path, nv_corpus *out, int want_ids, nv_error *err)
         rc = shard_read_open(&r, out, want_ids);
         if (H5Fclose(r.f) < 0 && rc == 0) rc = nv_seterr(err, "%s: error closing the file", path);
     }
-    h5_quiet_end(q);
+    nv_h5_quiet_end(q);
     if (rc != 0) {
         nv_corpus_free(out);
         nv_corpus_init(out);

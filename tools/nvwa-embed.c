@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/h5util.h"
 #include "data/seqio.h"
 #include "data/vocab.h"
 #include "model/embed.h"
@@ -115,26 +116,14 @@ static int append(h5out *o, hid_t ds, hid_t mem, const void *buf, uint64_t have,
 }
 
 static int attr_str(h5out *o, const char *name, const char *val, nv_error *err) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5CK(t, "H5Tcopy");
-    herr_t r = H5Tset_size(t, strlen(val) + 1);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = (r < 0 || sp < 0) ? -1 : H5Acreate2(o->file, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    r = a < 0 ? -1 : H5Awrite(a, t, val);
-    if (a >= 0) H5Aclose(a);
-    if (sp >= 0) H5Sclose(sp);
-    H5Tclose(t);
+    herr_t r = nv_h5_attr_str(o->file, name, val);
     H5CK(r, "attribute write");
     return 0;
 }
 
 static int attr_long(h5out *o, const char *name, long long val, nv_error *err) {
-    hid_t sp = H5Screate(H5S_SCALAR);
-    H5CK(sp, "H5Screate");
-    hid_t a = H5Acreate2(o->file, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    herr_t r = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_LLONG, &val);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
+    const int64_t x = val;
+    herr_t r = nv_h5_attr_i64(o->file, name, &x, 1);
     H5CK(r, "attribute write");
     return 0;
 }

@@ -6,6 +6,7 @@
 // manifest lists each file's size and CRC32 and is written last, so a step dir with a
 // manifest is complete; HDF5 Fletcher32 guards each chunk on top.
 #include "train/checkpoint.h"
+#include "data/h5util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,19 +29,6 @@
 // ---------------------------------------------------------------------------------------
 // small helpers
 
-// HDF5 prints its error stack by default; we report one line of our own instead, and give
-// the caller's handler back on the way out.
-typedef struct h5_quiet {
-    H5E_auto2_t func;
-    void *data;
-} h5_quiet;
-static h5_quiet h5_quiet_begin(void) {
-    h5_quiet q = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &q.func, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-static void h5_quiet_end(h5_quiet q) { H5Eset_auto2(H5E_DEFAULT, q.func, q.data); }
 
 static const char *base_name(const char *path) {
     size_t n = strlen(path);
@@ -159,45 +147,8 @@ int nv_ckpt_file_crc(const char *path, uint32_t *crc, uint64_t *size, nv_error *
 // ---------------------------------------------------------------------------------------
 // HDF5 slices
 
-static int attr_i64(hid_t loc, const char *name, const int64_t *v, hsize_t n) {
-    hid_t sp = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
-    if (sp < 0) return -1;
-    hid_t a = H5Acreate2(loc, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, v) >= 0) ? 0 : -1;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return rc;
-}
 
-static int attr_str(hid_t loc, const char *name, const char *v) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    if (t < 0) return -1;
-    hid_t sp = H5Screate(H5S_SCALAR);
-    int rc = -1;
-    if (sp >= 0 && H5Tset_size(t, strlen(v) + 1) >= 0) {
-        hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-        if (a >= 0) {
-            rc = H5Awrite(a, t, v) >= 0 ? 0 : -1;
-            H5Aclose(a);
-        }
-    }
-    if (sp >= 0) H5Sclose(sp);
-    H5Tclose(t);
-    return rc;
-}
 
-// Reads up to n int64 values of an attribute; -1 when missing or not n values.
-static int read_attr_i64(hid_t loc, const char *name, int64_t *v, int n) {
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t sp = H5Aget_space(a);
-    hssize_t k = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
-    int rc = (k == n && H5Aread(a, H5T_NATIVE_INT64, v) >= 0) ? 0 : -1;
-    if (sp >= 0) H5Sclose(sp);
-    H5Aclose(a);
-    return rc;
-}
 
 // One chunked, Fletcher32-checked 1-D float32 dataset: elements [start, start+count) of
 // tensor p's local part at (tp_rank, tp_size).
@@ -215,9 +166,9 @@ static int write_slice(hid_t loc, const char *file, const nv_param *p, int tp_ra
     if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0) {
         int64_t shape[2] = {p->full[0], p->full[1]}, local[2] = {p->local[0], p->local[1]};
         int64_t v[4] = {tp_size, tp_rank, (int64_t)start, (int64_t)count};
-        rc = attr_i64(ds, "full_shape", shape, (hsize_t)p->ndim) | attr_i64(ds, "local_shape", local, (hsize_t)p->ndim) |
-             attr_i64(ds, "tp_size", &v[0], 1) | attr_i64(ds, "tp_rank", &v[1], 1) |
-             attr_i64(ds, "local_start", &v[2], 1) | attr_i64(ds, "count", &v[3], 1);
+        rc = nv_h5_attr_i64(ds, "full_shape", shape, (hsize_t)p->ndim) | nv_h5_attr_i64(ds, "local_shape", local, (hsize_t)p->ndim) |
+             nv_h5_attr_i64(ds, "tp_size", &v[0], 1) | nv_h5_attr_i64(ds, "tp_rank", &v[1], 1) |
+             nv_h5_attr_i64(ds, "local_start", &v[2], 1) | nv_h5_attr_i64(ds, "count", &v[3], 1);
     }
     if (ds >= 0) H5Dclose(ds);
     if (dcpl >= 0) H5Pclose(dcpl);
@@ -243,9 +194,9 @@ static hid_t open_slice(hid_t loc, const char *file, const char *name, const nv_
     hid_t space = H5Dget_space(ds);
     hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
     if (space >= 0) H5Sclose(space);
-    if (read_attr_i64(ds, "full_shape", shape, sp->ndim) || read_attr_i64(ds, "tp_size", &si->tp_size, 1) ||
-        read_attr_i64(ds, "tp_rank", &si->tp_rank, 1) || read_attr_i64(ds, "local_start", &si->start, 1) ||
-        read_attr_i64(ds, "count", &si->count, 1)) {
+    if (nv_h5_read_attr_i64(ds, "full_shape", shape, sp->ndim) || nv_h5_read_attr_i64(ds, "tp_size", &si->tp_size, 1) ||
+        nv_h5_read_attr_i64(ds, "tp_rank", &si->tp_rank, 1) || nv_h5_read_attr_i64(ds, "local_start", &si->start, 1) ||
+        nv_h5_read_attr_i64(ds, "count", &si->count, 1)) {
         nv_seterr(err, "%s: dataset %s: missing or bad attributes (full_shape, tp_size, tp_rank, "
                        "local_start, count)", file, name);
     } else if (shape[0] != sp->full[0] || shape[1] != sp->full[1] || si->tp_size != tp_size ||
@@ -312,8 +263,8 @@ static hid_t create_file(const char *path, const char *kind, long step, nv_error
         return -1;
     }
     int64_t st = step, ver = FORMAT_VERSION;
-    if (attr_str(f, "format", FORMAT_NAME) || attr_str(f, "kind", kind) ||
-        attr_i64(f, "version", &ver, 1) || attr_i64(f, "step", &st, 1)) {
+    if (nv_h5_attr_str(f, "format", FORMAT_NAME) || nv_h5_attr_str(f, "kind", kind) ||
+        nv_h5_attr_i64(f, "version", &ver, 1) || nv_h5_attr_i64(f, "step", &st, 1)) {
         H5Fclose(f);
         nv_seterr(err, "%s: cannot write file attributes", path);
         return -1;
@@ -347,7 +298,7 @@ static int write_optim_file(const char *dir, const nv_ckpt_state *s, int dp_rank
     if (f < 0) return -1;
     int64_t sh[4] = {(int64_t)s->shard_lo, (int64_t)s->shard_hi, dp_rank, dp_size};
     int rc = 0;
-    if (attr_i64(f, "shard", sh, 2) || attr_i64(f, "dp_rank", &sh[2], 1) || attr_i64(f, "dp_size", &sh[3], 1))
+    if (nv_h5_attr_i64(f, "shard", sh, 2) || nv_h5_attr_i64(f, "dp_rank", &sh[2], 1) || nv_h5_attr_i64(f, "dp_size", &sh[3], 1))
         rc = nv_seterr(err, "%s: cannot write file attributes", path);
     for (int g = 0; g < 2 && !rc; g++) {
         const float *x = g ? s->adam_v : s->adam_m;
@@ -380,7 +331,7 @@ int nv_ckpt_write_files(const char *tmp_dir, const nv_ckpt_state *s, int dp_rank
     if (!s->zero1 && (s->shard_lo != 0 || s->shard_hi != s->t->total))
         return nv_seterr(err, "checkpoint save: without zero1 the moments must cover all %zu "
                               "parameters (have [%zu, %zu))", s->t->total, s->shard_lo, s->shard_hi);
-    h5_quiet q = h5_quiet_begin();
+    nv_h5_quiet q = nv_h5_quiet_begin();
     int rc = 0;
     if (dp_rank == 0) {
         rc = write_model_file(tmp_dir, s, &out[*n_out], err);
@@ -390,7 +341,7 @@ int nv_ckpt_write_files(const char *tmp_dir, const nv_ckpt_state *s, int dp_rank
         rc = write_optim_file(tmp_dir, s, dp_rank, dp_size, &out[*n_out], err);
         if (!rc) (*n_out)++;
     }
-    h5_quiet_end(q);
+    nv_h5_quiet_end(q);
     return rc;
 }
 
@@ -933,7 +884,7 @@ int nv_ckpt_verify_files(const char *step_dir, const nv_ckpt_manifest *m, int fi
 int nv_ckpt_verify_datasets(const char *step_dir, const nv_ckpt_manifest *m, nv_error *err) {
     const char *sd = base_name(step_dir);
     char path[NV_PATH_MAX + 80];
-    h5_quiet q = h5_quiet_begin();
+    nv_h5_quiet q = nv_h5_quiet_begin();
     int rc = 0;
     float *buf = NULL;
     size_t cap = 0;
@@ -970,7 +921,7 @@ int nv_ckpt_verify_datasets(const char *step_dir, const nv_ckpt_manifest *m, nv_
         H5Fclose(f);
     }
     free(buf);
-    h5_quiet_end(q);
+    nv_h5_quiet_end(q);
     return rc;
 }
 
@@ -1174,7 +1125,7 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
             opt[n_opt++].h = -1;
         }
     }
-    h5_quiet q = h5_quiet_begin();
+    nv_h5_quiet q = nv_h5_quiet_begin();
     if (s->master && !rc) memset(s->master, 0, sizeof *s->master * T->total); // padding included
     if (s->adam_m && !rc) {
         memset(s->adam_m, 0, sizeof(float) * (s->shard_hi - s->shard_lo));
@@ -1245,7 +1196,7 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
         if (model[t].h >= 0) H5Fclose(model[t].h);
     for (int o = 0; o < n_opt; o++)
         if (opt[o].h >= 0) H5Fclose(opt[o].h);
-    h5_quiet_end(q);
+    nv_h5_quiet_end(q);
     free(model);
     free(opt);
     for (int t = 0; t < m->tensor; t++) free(src[t].p);
