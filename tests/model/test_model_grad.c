@@ -7,6 +7,7 @@
 #include "data/batch.h"
 #include "data/vocab.h"
 #include "model/model.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 // Build a packed batch by hand: segments of the given lengths per row (each <cls> .. <eos>),
@@ -48,18 +49,8 @@ static double loss_of(nv_model *m, const nv_batch *b, double ms, double ss) {
 
 int main(void) {
     tu_seed();
-    nv_model_config c = {0};
-    c.num_layers = 2;
-    c.hidden_size = 16;
-    c.ffn_hidden_size = 24;
-    c.num_attn_heads = 2;
-    c.vocab_size = 16;
-    c.local_window = 4;
-    c.global_attn_every = 2; // layer 0 global, layer 1 local
-    c.rope_theta_global = 160000;
-    c.rope_theta_local = 10000;
-    c.structure_input = 1;
-    c.struct_loss_weight = 0.7;
+    // layer 0 global, layer 1 local (window 4)
+    nv_model_config c = tu_model_config(2, 16, 24, 2, 4, 0.7);
 
     const nv_backend *be = nv_backend_cpu_f64();
     const int rows = 2, L = 14;

@@ -6,6 +6,7 @@
 
 #include "data/vocab.h"
 #include "model/model.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 static void make_batch(nv_batch *b, int rows, int L) {
@@ -38,18 +39,7 @@ static void make_batch(nv_batch *b, int rows, int L) {
 
 int main(void) {
     tu_seed();
-    nv_model_config c = {0};
-    c.num_layers = 4;
-    c.hidden_size = 32;
-    c.ffn_hidden_size = 40;
-    c.num_attn_heads = 4;
-    c.vocab_size = 16;
-    c.local_window = 8;
-    c.global_attn_every = 2;
-    c.rope_theta_global = 160000;
-    c.rope_theta_local = 10000;
-    c.structure_input = 1;
-    c.struct_loss_weight = 0.5;
+    nv_model_config c = tu_model_config(4, 32, 40, 4, 8, 0.5);
     const nv_backend *bes[2] = {nv_backend_cpu(), nv_backend_cpu_f64()};
     for (int k = 0; k < 2; k++) {
         const nv_backend *be = bes[k];

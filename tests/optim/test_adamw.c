@@ -6,17 +6,12 @@
 
 #include "model/params.h"
 #include "optim/adamw.h"
+#include "tests/model_testutil.h"
 #include "tests/testutil.h"
 
 int main(void) {
     tu_seed();
-    nv_model_config c = {0};
-    c.num_layers = 1;
-    c.hidden_size = 8;
-    c.ffn_hidden_size = 12;
-    c.num_attn_heads = 2;
-    c.vocab_size = 16;
-    c.structure_input = 1;
+    nv_model_config c = tu_model_config(1, 8, 12, 2, 4, 0.5);
     nv_param_table t;
     nv_param_ids ids;
     nv_params_build(&t, &ids, &c, 0, 1);
