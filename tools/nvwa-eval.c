@@ -123,6 +123,9 @@ int main(int argc, char **argv) {
         nv_corpus part;
         if (nv_corpus_open(argv[a], &part, 0, &err) != 0) {
             fprintf(stderr, "nvwa-eval: error: %s\n", err.msg);
+            nv_corpus_free(&part);
+            nv_corpus_free(&corpus);
+            free(ovr);
             return 1;
         }
         if (a == optind) {

@@ -139,5 +139,6 @@ int main(int argc, char **argv) {
     nv_batch_free(&b);
     nv_model_free(m);
     nv_dist_finalize(&d);
+    free(hid), free(pool), free(mlm), free(st), free(off), free(ids), free(H), free(LG), free(ST);
     return tu_finish("check_embed_file");
 }
