@@ -31,6 +31,9 @@ char *nv_strdup(const char *s);
 
 double nv_now(void); // monotonic seconds
 
+// Write s as a JSON string literal (quotes, backslashes and control characters escaped).
+void nv_json_str(FILE *f, const char *s);
+
 // Write `size` bytes to `path` atomically: a temporary file beside it, fsync, rename.
 int nv_write_file_atomic(const char *path, const void *data, size_t size, nv_error *err);
 

@@ -171,15 +171,6 @@ static uint16_t bf16_rne(float x) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
-        else fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 static int write_all(int fd, const void *p, size_t n, const char *path, nv_error *e) {
     const char *c = p;
@@ -217,15 +208,15 @@ static int cmd_export(const char *path, const char *out, int bf16) {
         fprintf(h, "{\"__metadata__\":{\"format\":\"nvwa\"");
         for (int i = 0; i < m.n_model_keys; i++) {
             fputc(',', h);
-            json_str(h, m.model_keys[i]);
+            nv_json_str(h, m.model_keys[i]);
             fputc(':', h);
-            json_str(h, m.model_vals[i]);
+            nv_json_str(h, m.model_vals[i]);
         }
         fputc('}', h);
         for (int k = 0; k < t.n; k++) {
             const nv_param *p = &t.p[k];
             fputc(',', h);
-            json_str(h, p->name);
+            nv_json_str(h, p->name);
             fprintf(h, ":{\"dtype\":\"%s\",\"shape\":[", bf16 ? "BF16" : "F32");
             if (p->ndim == 1) fprintf(h, "%lld", (long long)p->full[0]);
             else fprintf(h, "%lld,%lld", (long long)p->full[0], (long long)p->full[1]);

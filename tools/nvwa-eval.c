@@ -40,15 +40,6 @@ static void usage(FILE *f) {
             "exit status: 0 ok, 1 failure (bad checkpoint or shard, I/O), 2 usage error\n");
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
-        else fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 int main(int argc, char **argv) {
     static const struct option opts[] = {
@@ -183,7 +174,7 @@ int main(int argc, char **argv) {
             } else {
                 nv_eval_json_fields(&r, fields, sizeof fields);
                 fprintf(f, "{\"checkpoint\": ");
-                json_str(f, loaded);
+                nv_json_str(f, loaded);
                 fprintf(f, ", \"step\": %ld, \"backend\": \"%s\", %s}\n", step, be->name, fields);
                 if (fclose(f) != 0 || rename(tmp, output) != 0) {
                     fprintf(stderr, "nvwa-eval: error: %s: cannot write\n", output);

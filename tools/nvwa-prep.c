@@ -223,16 +223,6 @@ static void progress(const prep_opts *o, prep_stats *s, uint64_t cur_bytes, int 
             isatty(2) && !final ? "   \r" : "\n");
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 static int write_summary(const prep_opts *o, const prep_stats *s, int n_shards, nv_error *err) {
     char *buf = NULL;
@@ -243,7 +233,7 @@ static int write_summary(const prep_opts *o, const prep_stats *s, int n_shards, 
     fprintf(f, "{\n  \"program\": \"nvwa-prep\",\n  \"version\": \"%s\",\n  \"inputs\": [", NV_VERSION);
     for (int i = 0; i < o->n_inputs; i++) {
         if (i) fputs(", ", f);
-        json_str(f, o->inputs[i]);
+        nv_json_str(f, o->inputs[i]);
     }
     fprintf(f, "],\n");
     if (o->synthetic >= 0) fprintf(f, "  \"synthetic\": %lld,\n  \"seed\": %llu,\n", o->synthetic, o->seed);

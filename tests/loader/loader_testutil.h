@@ -83,18 +83,11 @@ static inline void tl_free_corpus(nv_corpus *c) {
 
 // The [data] keys the loader reads, with the design's masking defaults.
 static inline void tl_config(nv_config *cfg, int seq_len, int micro, int global, uint64_t seed) {
-    memset(cfg, 0, sizeof *cfg);
+    nv_config_defaults(cfg);
     cfg->data.seq_length = seq_len;
     cfg->data.micro_batch = micro;
     cfg->data.global_batch = global;
-    cfg->data.mask_rate = 0.15;
-    cfg->data.span_fraction = 0.5;
-    cfg->data.span_p = 0.2;
-    cfg->data.span_max = 10;
-    cfg->data.pair_mask_rate = 0.5;
-    cfg->data.struct_hide_rate = 0.5;
     cfg->data.seed = seed;
-    cfg->model.structure_input = 1;
 }
 
 // Are two micro-batches bit-identical (all arrays and counts)?
