@@ -85,24 +85,9 @@ static void on_ready(void *ctx, size_t lo, size_t hi) {
     }
 }
 
-nv_grad_sync *nv_grad_sync_create(const nv_dist *d, float *grad, size_t total, size_t bucket) {
-    nv_grad_sync *s = nv_calloc(1, sizeof *s);
-    s->d = d;
-    s->grad = grad;
-    s->total = total;
-    s->bucket = bucket ? bucket : ((size_t)4 << 20);
-    s->reduced_lo = total;
-    s->hook.ready = on_ready;
-    s->hook.ctx = s;
-    s->use_thread = d->dp_size > 1 && d->thread_multiple;
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
-    if (s->use_thread && pthread_create(&s->th, NULL, comm_main, s) != 0) s->use_thread = 0;
-    return s;
-}
-
-nv_grad_sync *nv_grad_sync_create_nccl(const nv_dist *d, nv_nccl *nc, float *grad, size_t total,
-                                       size_t bucket) {
+// The parts both transports share: bucketing state and the hook.
+static nv_grad_sync *sync_new(const nv_dist *d, nv_nccl *nc, float *grad, size_t total,
+                              size_t bucket) {
     nv_grad_sync *s = nv_calloc(1, sizeof *s);
     s->d = d;
     s->nc = nc;
@@ -115,6 +100,18 @@ nv_grad_sync *nv_grad_sync_create_nccl(const nv_dist *d, nv_nccl *nc, float *gra
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     return s;
+}
+
+nv_grad_sync *nv_grad_sync_create(const nv_dist *d, float *grad, size_t total, size_t bucket) {
+    nv_grad_sync *s = sync_new(d, NULL, grad, total, bucket);
+    s->use_thread = d->dp_size > 1 && d->thread_multiple;
+    if (s->use_thread && pthread_create(&s->th, NULL, comm_main, s) != 0) s->use_thread = 0;
+    return s;
+}
+
+nv_grad_sync *nv_grad_sync_create_nccl(const nv_dist *d, nv_nccl *nc, float *grad, size_t total,
+                                       size_t bucket) {
+    return sync_new(d, nc, grad, total, bucket);
 }
 
 void nv_grad_sync_free(nv_grad_sync *s) {
