@@ -71,6 +71,11 @@ int main(int argc, char **argv) {
     int rc = 0;
     for (int i = 1; i < argc; i++)
         if (run_path(argv[i]) != 0) rc = 1;
+    // a replay that ran nothing tests nothing: the seed corpus must be there
+    if (n_files == 0) {
+        fprintf(stderr, "replay: FAIL: no inputs found (seed corpus missing?)\n");
+        rc = 1;
+    }
     printf("replay: %ld inputs, %s\n", n_files, rc ? "errors" : "ok");
     return rc;
 }
