@@ -2,17 +2,18 @@
 # lsan_retry.sh CMD... - the sanitizer pass's test wrapper (tools/run-tests). LeakSanitizer's
 # stop-the-world tracer occasionally crashes by itself at exit ("Tracer caught signal 11",
 # "LeakSanitizer has encountered a fatal error") in processes with Open MPI's threads: that
-# is a failure of the checker, not a report about the program. Such a run is repeated once;
-# every other failure, and any real sanitizer report, stands.
+# is a failure of the checker, not a report about the program. Such a run is repeated (at
+# most twice); every other failure, and any real sanitizer report, stands.
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-"$@" > >(tee "$out") 2> >(tee -a "$out" >&2)
-rc=$?
-wait
-if [ $rc -ne 0 ] && grep -q "LeakSanitizer has encountered a fatal error" "$out" &&
-   ! grep -qE "ERROR: (AddressSanitizer|LeakSanitizer: detected)|runtime error:" "$out"; then
-  echo "lsan_retry: the leak checker itself crashed; running the test once more" >&2
-  "$@"
+err=$(mktemp)
+trap 'rm -f "$out" "$err"' EXIT
+for attempt in 1 2 3; do
+  "$@" > "$out" 2> "$err"
   rc=$?
-fi
+  cat "$out"
+  cat "$err" >&2
+  [ $rc -ne 0 ] && grep -q "LeakSanitizer has encountered a fatal error" "$out" "$err" &&
+    ! grep -qE "ERROR: (AddressSanitizer|LeakSanitizer: detected)|runtime error:" "$out" "$err" || break
+  [ $attempt -lt 3 ] && echo "lsan_retry: the leak checker itself crashed; running the test again" >&2
+done
 exit $rc
