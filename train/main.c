@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "data/dump.h"
 #include "model/flops.h"
@@ -41,6 +42,20 @@ static int env_rank(void) {
         if (v && *v) return atoi(v);
     }
     return 0;
+}
+
+// A bad config fails the same way on every rank, before MPI is up; only rank 0 says so. The
+// other ranks leave a moment later, so that a launcher which ends the job at the first
+// non-zero exit cannot kill rank 0 before its line is out.
+static int config_error(int root, const char *msg) {
+    if (root) {
+        fprintf(stderr, "nvwa-train: error: %s\n", msg);
+        fflush(stderr);
+    } else {
+        struct timespec ts = {2, 0};
+        nanosleep(&ts, NULL);
+    }
+    return 2;
 }
 
 static int env_world(void) {
@@ -87,16 +102,11 @@ int main(int argc, char **argv) {
     const int root = env_rank() == 0;
     nv_config cfg;
     nv_error err;
-    if (nv_config_load(&cfg, path, argc - optind - 1, argv + optind + 1, &err) != 0) {
-        if (root) fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
-        return 2;
-    }
+    if (nv_config_load(&cfg, path, argc - optind - 1, argv + optind + 1, &err) != 0)
+        return config_error(root, err.msg);
     if (world <= 0) world = env_world();
     if (world <= 0) world = cfg.parallel.tensor;
-    if (nv_config_validate(&cfg, world, &err) != 0) {
-        if (root) fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
-        return 2;
-    }
+    if (nv_config_validate(&cfg, world, &err) != 0) return config_error(root, err.msg);
     if (dump < 0 || (dump > 0 && !output)) {
         fprintf(stderr, "nvwa-train: error: --dump-batches N needs N > 0 and --output FILE.h5\n");
         return 2;
