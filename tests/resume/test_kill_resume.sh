@@ -11,7 +11,7 @@ tmp=$(mktemp -d); trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 "$B/tools/nvwa-prep" --synthetic 600 --seed $RANDOM -o "$tmp/shards" -q || fail "nvwa-prep"
-STEPS=24
+STEPS=60 # enough checkpoints (every 3) that 4 rounds of kills cannot reach the end
 ARGS=("$S/configs/tiny.ini" data.train="$tmp/shards" train.steps=$STEPS data.seq-length=128
       data.micro-batch=2 data.global-batch=4 model.num-layers=2 checkpoint.every=3
       checkpoint.keep=2 log.every=1 -q)
@@ -41,8 +41,9 @@ for round in 1 2 3 4; do
     before=$(latest_step)
     "${RUN[@]}" "${ARGS[@]}" checkpoint.dir="$tmp/run" > "$tmp/k$round.log" 2>&1 &
     pid=$!
-    for _ in $(seq 1 1200); do [ "$(latest_step)" != "$before" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.05; done
-    sleep "0.$((RANDOM % 9))$((RANDOM % 10))"
+    for _ in $(seq 1 3000); do [ "$(latest_step)" != "$before" ] && break; kill -0 $pid 2>/dev/null || break; sleep 0.02; done
+    # then a random moment within the next few steps (a tiny step takes ~10 ms on an idle core)
+    sleep "0.0$((RANDOM % 5))$((RANDOM % 10))"
   fi
   pkill -9 -P $pid 2>/dev/null; kill -9 $pid 2>/dev/null; pkill -9 -f "nvwa-train.*$tmp/run" 2>/dev/null
   wait $pid 2>/dev/null
