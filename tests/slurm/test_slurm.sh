@@ -162,7 +162,7 @@ note "cluster up: node $host idle ($cpus CPUs, ${mem} MB), ports $ctld_port/$d_p
 
 # ---- data and the job's arguments ------------------------------------------------------
 "$B/tools/nvwa-prep" --synthetic 600 --seed 7 -o "$tmp/shards" -q || fail "nvwa-prep"
-STEPS=40
+STEPS=200 # long enough that the warning signal lands mid-run even on an idle machine
 ARGS=("$S/configs/tiny.ini" data.train="$tmp/shards" train.steps=$STEPS train.device=cpu
       data.seq-length=128 data.micro-batch=2 data.global-batch=4 model.num-layers=2
       checkpoint.every=4 checkpoint.keep=2 log.every=4 -q)
