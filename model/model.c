@@ -48,13 +48,17 @@ struct nv_model {
 
     void *master, *grad, *wact; // flat buffers; wact == master when types agree
     int wact_alias;
+    // loss sums on the device (mlm loss, mlm hits, struct loss, struct hits): [0, 4) since
+    // the last nv_model_take_losses, [4, 8) of one nv_model_step called with `out`; and the
+    // host-side counts that go with the pending ones
+    double *stats;
+    long pend_mlm, pend_struct;
 
     // inputs (device)
     int32_t *tok, *sin, *pos, *seg_start, *seg_len;
     int32_t *mlm_idx, *mlm_tgt, *st_idx, *st_tgt;
     // host staging
     int32_t *h_start, *h_len, *h_idx, *h_tgt, *h_idx2, *h_tgt2;
-    double *h_loss, *h_logits;
 
     // activations
     void *emb;            // E_tok + E_struct, pre-norm [n, d]
@@ -75,14 +79,20 @@ struct nv_model {
     int last_nm, last_nst; // selected rows of the last step (nv_model_get_logits)
 };
 
-// Carve `bytes` from the arena (256-byte aligned, as cuBLASLt and vector loads like it).
-static void *carve(nv_model *m, size_t bytes) {
+// Carve `bytes` from the arena (256-byte aligned, as cuBLASLt and vector loads like it) and
+// tell the backend the buffer's type (backend.h: cpu-bf16 checks every op argument by it).
+static void *carve(nv_model *m, size_t bytes, int type) {
     const size_t off = m->arena_off;
     m->arena_off += (bytes + 255) & ~(size_t)255;
-    return m->planning ? NULL : m->arena + off;
+    if (m->planning) return NULL;
+    if (m->be->declare) m->be->declare(m->arena + off, bytes, type);
+    return m->arena + off;
 }
-static void *alloc_act(nv_model *m, size_t n) { return carve(m, n * m->be->act_bytes); }
-static void *alloc_state(nv_model *m, size_t n) { return carve(m, n * m->be->state_bytes); }
+static void *alloc_act(nv_model *m, size_t n) { return carve(m, n * m->be->act_bytes, NV_T_ACT); }
+static void *alloc_state(nv_model *m, size_t n) {
+    return carve(m, n * m->be->state_bytes, NV_T_STATE);
+}
+static int32_t *alloc_i32(nv_model *m, size_t n) { return carve(m, n * 4, NV_T_I32); }
 
 const nv_param_table *nv_model_params(const nv_model *m) { return &m->t; }
 const nv_param_ids *nv_model_param_ids(const nv_model *m) { return &m->ids; }
@@ -97,7 +107,6 @@ void *nv_model_tensor(const nv_model *m, void *flat, int k) {
 static void *W(const nv_model *m, int k) { // compute copy of tensor k
     return (char *)m->wact + m->t.p[k].offset * m->be->act_bytes;
 }
-static void *MS(const nv_model *m, int k) { return nv_model_tensor(m, m->master, k); }
 static void *G(const nv_model *m, int k) { return nv_model_tensor(m, m->grad, k); }
 
 size_t nv_model_device_bytes(const nv_model *m) { return m->arena_size; }
@@ -121,16 +130,17 @@ static void lay_out(nv_model *m) {
     m->master = alloc_state(m, m->t.total);
     m->grad = alloc_state(m, m->t.total);
     m->wact = m->wact_alias ? m->master : alloc_act(m, m->t.total);
+    m->stats = carve(m, 8 * sizeof(double), NV_T_F64);
 
-    m->tok = carve(m, n * 4);
-    m->sin = carve(m, n * 4);
-    m->pos = carve(m, n * 4);
-    m->seg_start = carve(m, n * 4);
-    m->seg_len = carve(m, n * 4);
-    m->mlm_idx = carve(m, n * 4);
-    m->mlm_tgt = carve(m, n * 4);
-    m->st_idx = carve(m, n * 4);
-    m->st_tgt = carve(m, n * 4);
+    m->tok = alloc_i32(m, n);
+    m->sin = alloc_i32(m, n);
+    m->pos = alloc_i32(m, n);
+    m->seg_start = alloc_i32(m, n);
+    m->seg_len = alloc_i32(m, n);
+    m->mlm_idx = alloc_i32(m, n);
+    m->mlm_tgt = alloc_i32(m, n);
+    m->st_idx = alloc_i32(m, n);
+    m->st_tgt = alloc_i32(m, n);
 
     m->emb = alloc_act(m, n * d);
     m->mean0 = alloc_state(m, n);
@@ -220,8 +230,6 @@ nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, i
     m->h_tgt = nv_malloc(n * 4);
     m->h_idx2 = nv_malloc(n * 4);
     m->h_tgt2 = nv_malloc(n * 4);
-    m->h_loss = nv_malloc(n * sizeof(double));
-    m->h_logits = nv_malloc(n * (size_t)m->V * sizeof(double));
     m->la = nv_calloc((size_t)m->L, sizeof(layer_acts));
     m->planning = 1;
     lay_out(m);
@@ -233,15 +241,21 @@ nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, i
                "or seq-length, set [train] recompute = true, or raise [parallel] tensor",
                (double)m->arena_size / (1 << 30), be->name);
     lay_out(m);
+    if (be->prepare) { // scratch and tables sized once: nothing is allocated inside a step
+        nv_backend_plan plan = {max_tokens, max_tokens, m->d, m->Hl, m->dh, m->fl, m->V,
+                                {cfg->rope_theta_global, cfg->rope_theta_local}, max_tokens};
+        be->prepare(&plan);
+    }
     return m;
 }
 
 void nv_model_free(nv_model *m) {
     if (!m) return;
+    if (m->be->forget) m->be->forget(m->arena, m->arena_size);
     m->be->free(m->arena); // every device buffer lives in it
     free(m->la);
     free(m->h_start); free(m->h_len); free(m->h_idx); free(m->h_tgt);
-    free(m->h_idx2); free(m->h_tgt2); free(m->h_loss); free(m->h_logits);
+    free(m->h_idx2); free(m->h_tgt2);
     nv_params_free(&m->t, &m->ids);
     free(m);
 }
@@ -324,23 +338,23 @@ static void upload_batch(nv_model *m, const nv_batch *b, nv_attn_segs *segs, int
     *n_st = c;
 }
 
-// Sum of per-row losses and argmax hits, on the host, in a fixed order.
-static void score(nv_model *m, const void *loss, const void *logits, const int32_t *tgt,
-                  int cnt, int V, double *sum, long *correct) {
-    m->be->download_state(m->h_loss, loss, (size_t)cnt);
-    m->be->download_act(m->h_logits, logits, (size_t)cnt * V);
-    double s = 0;
-    long hits = 0;
-    for (int i = 0; i < cnt; i++) {
-        s += m->h_loss[i];
-        const double *lg = m->h_logits + (size_t)i * V;
-        int best = 0;
-        for (int v = 1; v < V; v++)
-            if (lg[v] > lg[best]) best = v;
-        hits += best == tgt[i];
-    }
-    *sum += s;
-    *correct += hits;
+// read back (and zero) 4 sums at acc
+static void read_losses(nv_model *m, double *acc, long n_mlm, long n_struct, nv_losses *out) {
+    double h[4];
+    m->be->to_host(h, acc, sizeof h); // the one readback of a step
+    m->be->zero(acc, sizeof h);
+    memset(out, 0, sizeof *out);
+    out->mlm_sum = h[0];
+    out->mlm_correct = (long)h[1];
+    out->struct_sum = h[2];
+    out->struct_correct = (long)h[3];
+    out->mlm_count = n_mlm;
+    out->struct_count = n_struct;
+}
+
+void nv_model_take_losses(nv_model *m, nv_losses *out) {
+    read_losses(m, m->stats, m->pend_mlm, m->pend_struct, out);
+    m->pend_mlm = m->pend_struct = 0;
 }
 
 // Layer l's forward from its `a` = LN_attn(x_in) up to h = GeGLU(...): the attention branch
@@ -360,42 +374,35 @@ static void layer_forward(nv_model *m, int l, const nv_attn_segs *segs, int n) {
     be->matmul_fwd(m->branch, a->o, W(m, li->wo), NULL, n, dl, d);
     tp_allreduce(m, m->branch, (size_t)n * d); // row-parallel W_o
     be->residual_layernorm_fwd(a->x_mid, a->mm, a->mean2, a->rstd2, a->x_in, m->branch,
-                               MS(m, li->mlp_norm), n, d);
+                               W(m, li->mlp_norm), n, d);
     be->matmul_fwd(a->gu, a->mm, W(m, li->w_in), NULL, n, d, 2 * fl);
     be->geglu_fwd(a->h, a->gu, n, fl);
 }
 
-void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double struct_scale,
-                   int want_grad, nv_losses *out) {
+// Forward over the uploaded batch: the encoder, both heads, their losses (and the logits'
+// gradients, fused), and the loss sums accumulated on the device.
+static void model_forward(nv_model *m, const nv_attn_segs *segs, int n, int nm, int nst,
+                          double mlm_scale, double struct_scale, double *acc) {
     const nv_backend *be = m->be;
     const nv_param_ids *id = &m->ids;
-    const int n = b->rows * b->seq_len, d = m->d, dl = m->dl, Hl = m->Hl, dh = m->dh,
-              fl = m->fl, V = m->V;
-    nv_attn_segs segs;
-    int nm, nst;
-    upload_batch(m, b, &segs, &nm, &nst);
-    m->last_n = n;
-    m->last_nm = nm;
-    m->last_nst = nst;
-
-    // ---- forward ----
+    const int d = m->d, fl = m->fl, V = m->V;
     be->embed_fwd(m->emb, m->tok, m->sin, W(m, id->embed_tok),
                   id->embed_struct >= 0 ? W(m, id->embed_struct) : NULL, n, d);
-    be->layernorm_fwd(m->la[0].x_in, m->mean0, m->rstd0, m->emb, MS(m, id->embed_norm), n, d);
+    be->layernorm_fwd(m->la[0].x_in, m->mean0, m->rstd0, m->emb, W(m, id->embed_norm), n, d);
     be->layernorm_fwd(m->la[0].a, m->la[0].mean1, m->la[0].rstd1, m->la[0].x_in,
-                      MS(m, id->layers[0].attn_norm), n, d);
+                      W(m, id->layers[0].attn_norm), n, d);
     for (int l = 0; l < m->L; l++) {
         layer_acts *a = &m->la[l];
-        layer_forward(m, l, &segs, n);
+        layer_forward(m, l, segs, n);
         be->matmul_fwd(m->branch, a->h, W(m, id->layers[l].w_out), NULL, n, fl, d);
         tp_allreduce(m, m->branch, (size_t)n * d); // row-parallel W_out
         if (l + 1 < m->L) {
             layer_acts *nx = &m->la[l + 1];
             be->residual_layernorm_fwd(nx->x_in, nx->a, nx->mean1, nx->rstd1, a->x_mid,
-                                       m->branch, MS(m, id->layers[l + 1].attn_norm), n, d);
+                                       m->branch, W(m, id->layers[l + 1].attn_norm), n, d);
         } else {
             be->residual_layernorm_fwd(m->x_out, m->hf, m->meanf, m->rstdf, a->x_mid,
-                                       m->branch, MS(m, id->final_norm), n, d);
+                                       m->branch, W(m, id->final_norm), n, d);
         }
     }
     // heads, on their selected positions only
@@ -403,26 +410,47 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
         be->gather_rows(m->hs, m->hf, m->mlm_idx, nm, d);
         be->matmul_fwd(m->t1, m->hs, W(m, id->head_dense), NULL, nm, d, d);
         be->gelu_fwd(m->t2, m->t1, (size_t)nm * d);
-        be->layernorm_fwd(m->t3, m->meant, m->rstdt, m->t2, MS(m, id->head_norm), nm, d);
-        be->matmul_fwd(m->logits, m->t3, W(m, id->embed_tok), MS(m, id->head_bias), nm, d, V);
+        be->layernorm_fwd(m->t3, m->meant, m->rstdt, m->t2, W(m, id->head_norm), nm, d);
+        be->matmul_fwd(m->logits, m->t3, W(m, id->embed_tok), W(m, id->head_bias), nm, d, V);
         be->softmax_ce(m->loss, m->dlogits, m->logits, m->mlm_tgt, nm, V, mlm_scale);
     }
     if (nst > 0) {
         be->gather_rows(m->hs2, m->hf, m->st_idx, nst, d);
-        be->matmul_fwd(m->logits2, m->hs2, W(m, id->struct_w), MS(m, id->struct_b), nst, d, 3);
+        be->matmul_fwd(m->logits2, m->hs2, W(m, id->struct_w), W(m, id->struct_b), nst, d, 3);
     }
-    if (out) {
-        memset(out, 0, sizeof *out);
-        out->mlm_count = nm;
-        out->struct_count = nst;
-        if (nm > 0) score(m, m->loss, m->logits, m->h_tgt, nm, V, &out->mlm_sum, &out->mlm_correct);
-    }
+    if (nm > 0) be->ce_stats(acc, m->loss, m->logits, m->mlm_tgt, nm, V);
     if (nst > 0) {
         // dlogits2 lives in dt3's space (m <= n rows of 3)
         be->softmax_ce(m->loss2, m->dt3, m->logits2, m->st_tgt, nst, 3, struct_scale);
-        if (out) score(m, m->loss2, m->logits2, m->h_tgt2, nst, 3, &out->struct_sum, &out->struct_correct);
+        be->ce_stats(acc + 2, m->loss2, m->logits2, m->st_tgt, nst, 3);
     }
-    if (!want_grad) return;
+}
+
+static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm, int nst);
+
+void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double struct_scale,
+                   int want_grad, nv_losses *out) {
+    nv_attn_segs segs;
+    int nm, nst;
+    const int n = b->rows * b->seq_len;
+    upload_batch(m, b, &segs, &nm, &nst);
+    m->last_n = n;
+    m->last_nm = nm;
+    m->last_nst = nst;
+    model_forward(m, &segs, n, nm, nst, mlm_scale, struct_scale, out ? m->stats + 4 : m->stats);
+    if (want_grad) model_backward(m, &segs, n, nm, nst);
+    if (out) {
+        read_losses(m, m->stats + 4, nm, nst, out);
+    } else {
+        m->pend_mlm += nm;
+        m->pend_struct += nst;
+    }
+}
+
+static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm, int nst) {
+    const nv_backend *be = m->be;
+    const nv_param_ids *id = &m->ids;
+    const int d = m->d, dl = m->dl, Hl = m->Hl, dh = m->dh, fl = m->fl, V = m->V;
 
     // ---- backward ----
     be->zero(m->dres, (size_t)n * d * be->act_bytes); // d hf
@@ -436,7 +464,7 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
         be->matmul_bwd(m->dt3, G(m, id->embed_tok), G(m, id->head_bias), m->dlogits, m->t3,
                        W(m, id->embed_tok), nm, d, V);
         be->zero(m->dt2, (size_t)nm * d * be->act_bytes);
-        be->layernorm_bwd(m->dt2, G(m, id->head_norm), m->dt3, m->t2, MS(m, id->head_norm),
+        be->layernorm_bwd(m->dt2, G(m, id->head_norm), m->dt3, m->t2, W(m, id->head_norm),
                           m->meant, m->rstdt, nm, d);
         be->gelu_bwd(m->dt1, m->dt2, m->t1, (size_t)nm * d);
         be->matmul_bwd(m->dhs, G(m, id->head_dense), NULL, m->dt1, m->hs, W(m, id->head_dense),
@@ -446,7 +474,7 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
     // LN_final: dres holds d hf; d x_out goes to dtmp, then swap roles
     void *dstream = m->dtmp, *dh_in = m->dres;
     be->zero(dstream, (size_t)n * d * be->act_bytes);
-    be->layernorm_bwd(dstream, G(m, id->final_norm), dh_in, m->x_out, MS(m, id->final_norm),
+    be->layernorm_bwd(dstream, G(m, id->final_norm), dh_in, m->x_out, W(m, id->final_norm),
                       m->meanf, m->rstdf, n, d);
     grads_ready(m, id->final_norm, m->t.n - 1); // final norm and both heads (not E_tok)
     void *dnorm = m->dres; // scratch for the gradient entering a norm's output
@@ -454,8 +482,8 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
         layer_acts *a = &m->la[l];
         const nv_layer_ids *li = &id->layers[l];
         if (m->recompute) { // the same ops as the forward, so the same values
-            be->layernorm_fwd(a->a, a->mean1, a->rstd1, a->x_in, MS(m, li->attn_norm), n, d);
-            layer_forward(m, l, &segs, n);
+            be->layernorm_fwd(a->a, a->mean1, a->rstd1, a->x_in, W(m, li->attn_norm), n, d);
+            layer_forward(m, l, segs, n);
         }
         const int global = nv_config_is_global_layer(&m->cfg, l);
         const double theta = global ? m->cfg.rope_theta_global : m->cfg.rope_theta_local;
@@ -465,21 +493,21 @@ void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double stru
         be->geglu_bwd(m->dbig, m->dsmall, a->gu, n, fl);
         be->matmul_bwd(dnorm, G(m, li->w_in), NULL, m->dbig, a->mm, W(m, li->w_in), n, d, 2 * fl);
         tp_allreduce(m, dnorm, (size_t)n * d); // conjugate of the column-parallel split
-        be->layernorm_bwd(dstream, G(m, li->mlp_norm), dnorm, a->x_mid, MS(m, li->mlp_norm),
+        be->layernorm_bwd(dstream, G(m, li->mlp_norm), dnorm, a->x_mid, W(m, li->mlp_norm),
                           a->mean2, a->rstd2, n, d);
         // attention branch: x_mid = x_in + attn(rope(LN(x_in) W_qkv^T)) W_o^T
         be->matmul_bwd(m->dsmall, G(m, li->wo), NULL, dstream, a->o, W(m, li->wo), n, dl, d);
-        be->attention_bwd(m->dbig, m->dsmall, a->qkv, a->o, a->lse, &segs, n, Hl, dh, window);
+        be->attention_bwd(m->dbig, m->dsmall, a->qkv, a->o, a->lse, segs, n, Hl, dh, window);
         be->rope_bwd(m->dbig, m->pos, n, Hl, dh, theta);
         be->matmul_bwd(dnorm, G(m, li->wqkv), NULL, m->dbig, a->a, W(m, li->wqkv), n, d, 3 * dl);
         tp_allreduce(m, dnorm, (size_t)n * d);
-        be->layernorm_bwd(dstream, G(m, li->attn_norm), dnorm, a->x_in, MS(m, li->attn_norm),
+        be->layernorm_bwd(dstream, G(m, li->attn_norm), dnorm, a->x_in, W(m, li->attn_norm),
                           a->mean1, a->rstd1, n, d);
         grads_ready(m, li->attn_norm, li->w_out);
     }
     // LN_emb and the embeddings
     be->zero(dnorm, (size_t)n * d * be->act_bytes);
-    be->layernorm_bwd(dnorm, G(m, id->embed_norm), dstream, m->emb, MS(m, id->embed_norm),
+    be->layernorm_bwd(dnorm, G(m, id->embed_norm), dstream, m->emb, W(m, id->embed_norm),
                       m->mean0, m->rstd0, n, d);
     be->embed_bwd(G(m, id->embed_tok), id->embed_struct >= 0 ? G(m, id->embed_struct) : NULL,
                   dnorm, m->tok, m->sin, n, d, V);

@@ -67,8 +67,13 @@ void nv_model_zero_grad(nv_model *m);
 // Forward (and backward when want_grad) over one micro-batch. Loss gradients are scaled
 // by mlm_scale (1 / MLM positions of the global batch) and struct_scale
 // (struct-loss-weight / structure positions of the global batch); gradients accumulate.
+// The loss sums stay on the device: with out == NULL they accumulate until
+// nv_model_take_losses (the trainer: one readback per step, however many micro-batches);
+// with out, this call's sums are read back at once (pending ones stay pending).
 void nv_model_step(nv_model *m, const nv_batch *b, double mlm_scale, double struct_scale,
                    int want_grad, nv_losses *out);
+// The loss sums and counts of the steps since the last call, read back at once; resets them.
+void nv_model_take_losses(nv_model *m, nv_losses *out);
 // Install (or clear with NULL) the hook for the next nv_model_step calls.
 void nv_model_set_grad_hook(nv_model *m, const nv_grad_hook *hook);
 

@@ -17,7 +17,11 @@
 // its rows of out and lse; the backward splits over (segment, head) and walks the query
 // blocks in order, so dK and dV accumulate in a fixed order. No atomics, the same bits for
 // any thread count (BLAS runs single-threaded inside, common.inc).
-// Written over `real` and FN(); included by cpu_f32.c and cpu_f64.c, never compiled alone.
+// cpu-bf16 (the CUDA kernels' rounding points, backend.h): qkv, dout and out are read through
+// float views; the forward rounds the unnormalized P = exp(s - max) to bf16 before P V and
+// divides by the fp32 row sum afterwards; the backward rounds P and dS to bf16 before the
+// dV, dQ, dK products; out and dqkv are accumulated in fp32 and rounded once.
+// Written over `real`, `act` and FN(); included by the cpu_*.c instances, never compiled alone.
 
 // Queries per block: 64 for global layers; 32 for windowed ones, whose blocks then see
 // 32 + window keys instead of 64 + window (fewer masked scores), at about the same GEMM
@@ -117,6 +121,7 @@ static void FN(attn_fwd_block)(real *out, real *lse, const real *qkv, real *S, i
     const real *Q = qkv + (size_t)i0 * ld + h * dh, *K = qkv + (size_t)lo * ld + d + h * dh;
     const real *V = qkv + (size_t)lo * ld + 2 * d + h * dh;
     GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, bq, nk, dh, scale, Q, ld, K, ld, 0, S, nk);
+    real sum_row[64]; // cpu-bf16: the row sums, divided out after P V (bq <= 64)
     for (int i = i0; i < i1; i++) {
         real *p = S + (size_t)(i - i0) * nk;
         const int a = (i - r > lo ? i - r : lo) - lo, b = (i + r < hi ? i + r : hi) - lo;
@@ -124,23 +129,35 @@ static void FN(attn_fwd_block)(real *out, real *lse, const real *qkv, real *S, i
         FN(exp_sub)(p + a, mx, b - a + 1);
         const real sum = FN(sum8)(p + a, b - a + 1), inv = 1 / sum;
         for (int j = 0; j < a; j++) p[j] = 0;
-        for (int j = a; j <= b; j++) p[j] *= inv;
+        if (ACT_IS_REAL)
+            for (int j = a; j <= b; j++) p[j] *= inv;
+        else // the GPU's P: unnormalized, rounded to bf16
+            for (int j = a; j <= b; j++) p[j] = RB(p[j]);
+        sum_row[i - i0] = sum;
         for (int j = b + 1; j < nk; j++) p[j] = 0;
         lse[(size_t)i * H + h] = mx + R_LOG(sum);
     }
-    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, dh, nk, 1, S, nk, V, ld, 0,
-         out + (size_t)i0 * d + h * dh, d);
+    real *O = out + (size_t)i0 * d + h * dh;
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, dh, nk, 1, S, nk, V, ld, 0, O, d);
+    if (!ACT_IS_REAL)
+        for (int i = 0; i < bq; i++)
+            for (int c = 0; c < dh; c++) O[(size_t)i * d + c] /= sum_row[i];
 }
 
 static void FN(attention_fwd)(void *out_, void *lse_, const void *qkv_, const nv_attn_segs *segs,
                               int n, int H, int dh, int window) {
-    real *out = out_, *lse = lse_;
-    const real *qkv = qkv_;
+    const size_t nd = (size_t)n * H * dh;
+    CK(out_, nd * sizeof(act), NV_T_ACT, "attention_fwd", "out");
+    CK(lse_, (size_t)n * H * sizeof(real), NV_T_STATE, "attention_fwd", "lse");
+    CK(qkv_, 3 * nd * sizeof(act), NV_T_ACT, "attention_fwd", "qkv");
+    real *to, *tq, *lse = lse_;
+    real *out = FN(out_view)(out_, nd, 0, &to);
+    const real *qkv = FN(real_view)(qkv_, 3 * nd, &tq);
     const int r = window > 0 ? window / 2 : n, span = FN(attn_span)(segs, window);
     const int BQ = attn_bq(window);
     const real scale = (real)(1.0 / sqrt((double)dh));
     nv_cpu_blas_serial();
-    memset(out, 0, (size_t)n * H * dh * sizeof(real)); // pads
+    memset(out, 0, nd * sizeof(real)); // pads
     memset(lse, 0, (size_t)n * H * sizeof(real));
     // tasks: (segment, query block, head), blocks of a segment numbered from its start
     int nblk = 0;
@@ -167,6 +184,8 @@ static void FN(attention_fwd)(void *out_, void *lse_, const void *qkv_, const nv
         free(S);
     }
     free(bseg);
+    FN(out_commit)(out_, to, nd);
+    free(tq);
 }
 
 // One query block of the backward (see the top of the file).
@@ -191,6 +210,8 @@ static void FN(attn_bwd_block)(real *dqkv, const real *dout, const real *qkv, co
         for (int j = 0; j < a; j++) p[j] = 0, ds[j] = 0;
         FN(attn_bwd_row)(p + a, ds + a, li, Di, b - a + 1);
         for (int j = b + 1; j < nk; j++) p[j] = 0, ds[j] = 0;
+        if (!ACT_IS_REAL) // the GPU's bf16 operands of the dV, dQ, dK products
+            for (int j = a; j <= b; j++) p[j] = RB(p[j]), ds[j] = RB(ds[j]);
     }
     GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, dh, bq, 1, P, nk, dO, d, 1, dqkv + vo, ld);
     GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, bq, dh, nk, scale, dS, nk, qkv + ko, ld, 0,
@@ -202,13 +223,21 @@ static void FN(attn_bwd_block)(real *dqkv, const real *dout, const real *qkv, co
 static void FN(attention_bwd)(void *dqkv_, const void *dout_, const void *qkv_, const void *out_,
                               const void *lse_, const nv_attn_segs *segs, int n, int H, int dh,
                               int window) {
-    real *dqkv = dqkv_;
-    const real *dout = dout_, *qkv = qkv_, *out = out_, *lse = lse_;
+    const size_t nd = (size_t)n * H * dh;
+    CK(dqkv_, 3 * nd * sizeof(act), NV_T_ACT, "attention_bwd", "dqkv");
+    CK(dout_, nd * sizeof(act), NV_T_ACT, "attention_bwd", "dout");
+    CK(qkv_, 3 * nd * sizeof(act), NV_T_ACT, "attention_bwd", "qkv");
+    CK(out_, nd * sizeof(act), NV_T_ACT, "attention_bwd", "out");
+    CK(lse_, (size_t)n * H * sizeof(real), NV_T_STATE, "attention_bwd", "lse");
+    real *tg, *tdo, *tq, *to;
+    real *dqkv = FN(out_view)(dqkv_, 3 * nd, 0, &tg);
+    const real *dout = FN(real_view)(dout_, nd, &tdo), *qkv = FN(real_view)(qkv_, 3 * nd, &tq);
+    const real *out = FN(real_view)(out_, nd, &to), *lse = lse_;
     const int r = window > 0 ? window / 2 : n, span = FN(attn_span)(segs, window);
     const int tasks = segs->n_segs * H, BQ = attn_bq(window);
     const real scale = (real)(1.0 / sqrt((double)dh));
     nv_cpu_blas_serial();
-    memset(dqkv, 0, (size_t)n * 3 * H * dh * sizeof(real)); // overwrite semantics; pads zero
+    memset(dqkv, 0, 3 * nd * sizeof(real)); // overwrite semantics; pads zero
 #pragma omp parallel if (FN(attn_work)(segs, H, dh, window) > PAR_MIN)
     {
         real *P = FN(attn_scratch)((size_t)BQ * span);  // this thread's P block
@@ -225,4 +254,6 @@ static void FN(attention_bwd)(void *dqkv_, const void *dout_, const void *qkv_, 
         free(P);
         free(dS);
     }
+    FN(out_commit)(dqkv_, tg, 3 * nd);
+    free(tdo), free(tq), free(to);
 }

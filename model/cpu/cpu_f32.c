@@ -1,8 +1,8 @@
 // cpu_f32.c - the float instance of the CPU backend: the reference that
-// trains (design: fp32 throughout on CPU).
-// The op files are written once over `real` and FN(); this file fixes them to float and
-// builds the table. They are included, not compiled on their own, so the two instances
-// cannot drift apart.
+// trains (design: fp32 throughout on CPU). act = state = float.
+// The op files are written once over `real` (compute and state type), `act` (storage of act
+// tensors, with LDA/STA/RB converting) and FN(); this file fixes the types and builds the table. They
+// are included, not compiled on their own, so the instances cannot drift apart.
 // No FP-exception side effects are observed anywhere, so let GCC if-convert the clamps and
 // compares of the hot loops (exp, tanh, masks) into vector code. Values are unchanged.
 #pragma GCC optimize("no-trapping-math")
@@ -16,7 +16,13 @@
 
 #include "model/backend.h"
 
-typedef float real;
+typedef float real; // compute and state type
+typedef float act;  // storage of act tensors
+#define ACT_IS_REAL 1
+#define LDA(x) (x)  // act -> real
+#define STA(x) (x)  // real -> act (rounding)
+#define RB(x) (x)   // a real rounded to act precision
+#define CK(p, bytes, type, op, arg) ((void)(p), (void)(bytes)) // act = state: nothing to check
 #define FN(x) x##_f32
 #define GEMM cblas_sgemm
 #define R_EXP expf

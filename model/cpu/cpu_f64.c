@@ -1,8 +1,8 @@
 // cpu_f64.c - the double instance of the CPU backend: the same op code in
 // double, for the finite-difference gradient tests.
-// The op files are written once over `real` and FN(); this file fixes them to double and
-// builds the table. They are included, not compiled on their own, so the two instances
-// cannot drift apart.
+// The op files are written once over `real` (compute and state type), `act` (storage of act
+// tensors, with LDA/STA/RB converting) and FN(); this file fixes the types and builds the table. They
+// are included, not compiled on their own, so the instances cannot drift apart.
 // No FP-exception side effects are observed anywhere, so let GCC if-convert the clamps and
 // compares of the hot loops (exp, tanh, masks) into vector code. Values are unchanged.
 #pragma GCC optimize("no-trapping-math")
@@ -16,7 +16,13 @@
 
 #include "model/backend.h"
 
-typedef double real;
+typedef double real; // compute and state type
+typedef double act;  // storage of act tensors
+#define ACT_IS_REAL 1
+#define LDA(x) (x)
+#define STA(x) (x)
+#define RB(x) (x)
+#define CK(p, bytes, type, op, arg) ((void)(p), (void)(bytes))
 #define FN(x) x##_f64
 #define GEMM cblas_dgemm
 #define R_EXP exp

@@ -1,17 +1,21 @@
 // embed.c - token (+ structure) embedding lookup and its deterministic backward.
-// Written over `real` and FN(); included by cpu_f32.c and cpu_f64.c, never compiled alone.
+// Written over `real`, `act` and FN(); included by the cpu_*.c instances, never compiled alone.
 
 static void FN(embed_fwd)(void *out_, const int32_t *tok, const int32_t *sin, const void *Et_,
                           const void *Es_, int n, int d) {
-    real *out = out_;
-    const real *Et = Et_, *Es = Es_;
+    act *out = out_;
+    const act *Et = Et_, *Es = Es_;
+    CK(out_, (size_t)n * d * sizeof(act), NV_T_ACT, "embed_fwd", "out");
+    CK(Et_, (size_t)d * sizeof(act), NV_T_ACT, "embed_fwd", "E_tok");
+    CK(Es_, (size_t)d * sizeof(act), NV_T_ACT, "embed_fwd", "E_struct");
+    CK(tok, (size_t)n * 4, NV_T_I32, "embed_fwd", "tok");
 #pragma omp parallel for if ((size_t)n * d > PAR_MIN)
     for (int i = 0; i < n; i++) {
-        real *o = out + (size_t)i * d;
-        const real *et = Et + (size_t)tok[i] * d;
+        act *o = out + (size_t)i * d;
+        const act *et = Et + (size_t)tok[i] * d;
         if (Es) {
-            const real *es = Es + (size_t)sin[i] * d;
-            for (int c = 0; c < d; c++) o[c] = et[c] + es[c];
+            const act *es = Es + (size_t)sin[i] * d;
+            for (int c = 0; c < d; c++) o[c] = STA(LDA(et[c]) + LDA(es[c]));
         } else {
             for (int c = 0; c < d; c++) o[c] = et[c];
         }
@@ -22,7 +26,7 @@ static void FN(embed_fwd)(void *out_, const int32_t *tok, const int32_t *sin, co
 // (thousands of tokens land on 16 rows, so float running sums would lose digits), in token
 // order within each column block; blocks are independent, so the result is the same for any
 // thread count.
-static void FN(embed_accum)(real *dE, const real *dout, const int32_t *ids, int rows, int n,
+static void FN(embed_accum)(real *dE, const act *dout, const int32_t *ids, int rows, int n,
                             int d) {
     double *acc = calloc((size_t)rows * d, sizeof(double));
     if (!acc) {
@@ -35,8 +39,8 @@ static void FN(embed_accum)(real *dE, const real *dout, const int32_t *ids, int 
         const int c0 = b * COL_BLOCK, c1 = c0 + COL_BLOCK < d ? c0 + COL_BLOCK : d;
         for (int i = 0; i < n; i++) {
             double *a = acc + (size_t)ids[i] * d;
-            const real *g = dout + (size_t)i * d;
-            for (int c = c0; c < c1; c++) a[c] += g[c];
+            const act *g = dout + (size_t)i * d;
+            for (int c = c0; c < c1; c++) a[c] += LDA(g[c]);
         }
     }
     for (size_t k = 0; k < (size_t)rows * d; k++) dE[k] += (real)acc[k];
@@ -45,6 +49,9 @@ static void FN(embed_accum)(real *dE, const real *dout, const int32_t *ids, int 
 
 static void FN(embed_bwd)(void *dEt, void *dEs, const void *dout, const int32_t *tok,
                           const int32_t *sin, int n, int d, int V) {
+    CK(dEt, (size_t)V * d * sizeof(real), NV_T_STATE, "embed_bwd", "dE_tok");
+    CK(dEs, (size_t)d * sizeof(real), NV_T_STATE, "embed_bwd", "dE_struct");
+    CK(dout, (size_t)n * d * sizeof(act), NV_T_ACT, "embed_bwd", "dout");
     FN(embed_accum)(dEt, dout, tok, V, n, d);
     if (dEs) {
         int rows = 0; // the structure table's height is not passed: take it from the ids

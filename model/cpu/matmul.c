@@ -3,8 +3,10 @@
 // whole output rows or columns, fixed by the shape alone, and the blocks spread over OpenMP.
 // Every output element is one BLAS dot over the full inner dimension, whoever computes it:
 // the same bits for any thread count.
-// Written over `real`, FN() and GEMM (cblas_sgemm or cblas_dgemm); included by cpu_f32.c
-// and cpu_f64.c, never compiled alone.
+// On cpu-bf16 the act operands are converted to float views (common.inc) and each act output
+// is rounded once after the fp32 GEMM (and the bias), as cuBLASLt's epilogue does.
+// Written over `real`, `act`, FN() and GEMM (cblas_sgemm or cblas_dgemm); included by the
+// cpu_*.c instances, never compiled alone.
 
 #define MM_PARTS 8                      // blocks per big GEMM (2-8 cores get even shares)
 #define MM_PAR_FLOPS ((size_t)1 << 22) // below this many multiply-adds: one call
@@ -46,32 +48,58 @@ static void FN(gemm_par)(CBLAS_TRANSPOSE tb, int M, int N, int K, const real *A,
     }
 }
 
-static void FN(matmul_fwd)(void *out_, const void *inp, const void *W, const void *bias_, int n,
-                           int in_dim, int out_dim) {
-    real *out = out_;
-    const real *bias = bias_;
+static void FN(matmul_fwd)(void *out_, const void *inp_, const void *W_, const void *bias_,
+                           int n, int in_dim, int out_dim) {
+    const size_t no = (size_t)n * out_dim;
+    CK(out_, no * sizeof(act), NV_T_ACT, "matmul_fwd", "out");
+    CK(inp_, (size_t)n * in_dim * sizeof(act), NV_T_ACT, "matmul_fwd", "inp");
+    CK(W_, (size_t)out_dim * in_dim * sizeof(act), NV_T_ACT, "matmul_fwd", "W");
+    CK(bias_, (size_t)out_dim * sizeof(act), NV_T_ACT, "matmul_fwd", "bias");
+    real *ti, *tw, *tb, *to;
+    const real *inp = FN(real_view)(inp_, (size_t)n * in_dim, &ti);
+    const real *W = FN(real_view)(W_, (size_t)out_dim * in_dim, &tw);
+    const real *bias = FN(real_view)(bias_, (size_t)out_dim, &tb);
+    real *out = FN(out_view)(out_, no, 0, &to);
     nv_cpu_blas_serial();
     if (bias) { // start from the bias and let the GEMM add onto it (beta = 1)
-#pragma omp parallel for if ((size_t)n * out_dim > PAR_MIN)
+#pragma omp parallel for if (no > PAR_MIN)
         for (int i = 0; i < n; i++)
             memcpy(out + (size_t)i * out_dim, bias, (size_t)out_dim * sizeof(real));
     }
     FN(gemm_par)(CblasTrans, n, out_dim, in_dim, inp, in_dim, W, in_dim, bias ? 1 : 0, out,
-                  out_dim);
+                 out_dim);
+    FN(out_commit)(out_, to, no);
+    free(ti), free(tw), free(tb);
 }
 
 // dinp = dout W (overwritten; skipped if NULL); dW += dout^T inp; dbias += column sums.
-static void FN(matmul_bwd)(void *dinp, void *dW_, void *dbias_, const void *dout_,
-                           const void *inp_, const void *W, int n, int in_dim, int out_dim) {
+static void FN(matmul_bwd)(void *dinp_, void *dW_, void *dbias_, const void *dout_,
+                           const void *inp_, const void *W_, int n, int in_dim, int out_dim) {
     real *dW = dW_;
-    const real *dout = dout_, *inp = inp_;
+    const size_t ni = (size_t)n * in_dim;
+    CK(dinp_, ni * sizeof(act), NV_T_ACT, "matmul_bwd", "dinp");
+    CK(dW_, (size_t)out_dim * in_dim * sizeof(real), NV_T_STATE, "matmul_bwd", "dW");
+    CK(dbias_, (size_t)out_dim * sizeof(real), NV_T_STATE, "matmul_bwd", "dbias");
+    CK(dout_, (size_t)n * out_dim * sizeof(act), NV_T_ACT, "matmul_bwd", "dout");
+    CK(inp_, ni * sizeof(act), NV_T_ACT, "matmul_bwd", "inp");
+    CK(W_, (size_t)out_dim * in_dim * sizeof(act), NV_T_ACT, "matmul_bwd", "W");
+    real *tdo, *ti = NULL, *tw = NULL, *tdi = NULL;
+    const real *dout = FN(real_view)(dout_, (size_t)n * out_dim, &tdo);
+    const real *inp = dW ? FN(real_view)(inp_, ni, &ti) : NULL;
     nv_cpu_blas_serial();
-    if (dinp)
+    if (dinp_) {
+        const real *W = FN(real_view)(W_, (size_t)out_dim * in_dim, &tw);
+        real *dinp = FN(out_view)(dinp_, ni, 0, &tdi);
         FN(gemm_par)(CblasNoTrans, n, in_dim, out_dim, dout, out_dim, W, in_dim, 0, dinp,
-                      in_dim);
+                     in_dim);
+        FN(out_commit)(dinp_, tdi, ni);
+        free(tw);
+    }
     // dW [out, in] += dout^T inp, a sum over the n rows: cut dW into blocks of whole rows
     // (columns of dout) or whole columns (columns of inp), the longer side
-    if ((size_t)n * in_dim * out_dim < MM_PAR_FLOPS) {
+    if (!dW) {
+        // no weight gradient asked for
+    } else if ((size_t)n * in_dim * out_dim < MM_PAR_FLOPS) {
         GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, out_dim, in_dim, n, 1, dout, out_dim, inp,
              in_dim, 1, dW, in_dim);
     } else if (out_dim >= in_dim) {
@@ -104,4 +132,5 @@ static void FN(matmul_bwd)(void *dinp, void *dW_, void *dbias_, const void *dout
             for (int c = c0; c < c1; c++) dbias[c] += (real)acc[c - c0];
         }
     }
+    free(tdo), free(ti);
 }

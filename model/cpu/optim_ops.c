@@ -1,6 +1,7 @@
 // optim_ops.c - the optimizer's elementwise kernels over state buffers: sum of squares (for
 // the gradient norm), scale, the NaN/Inf check and AdamW.
-// Written over `real` and FN(); included by cpu_f32.c and cpu_f64.c, never compiled alone.
+// All state (`real`) but the act copy AdamW writes.
+// Written over `real`, `act` and FN(); included by the cpu_*.c instances, never compiled alone.
 
 // Fixed-size blocks, each summed in order in double, then the block sums in order: the same
 // bits for any thread count.
@@ -19,6 +20,7 @@ static double FN(sumsq_block)(const real *restrict x, size_t n) {
 
 static double FN(sumsq)(const void *x_, size_t n) {
     const real *x = x_;
+    CK(x_, n * sizeof(real), NV_T_STATE, "sumsq", "x");
     const size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
     if (nb <= 1) return FN(sumsq_block)(x, n);
     double *part = malloc(nb * sizeof(double));
@@ -37,19 +39,18 @@ static double FN(sumsq)(const void *x_, size_t n) {
     return s;
 }
 
+// the same, stored into *dst (a "device" double: host memory here)
+static void FN(sumsq_to)(double *dst, const void *x, size_t n) {
+    CK(dst, sizeof(double), NV_T_F64, "sumsq_to", "dst");
+    *dst = FN(sumsq)(x, n);
+}
+
 static void FN(scale)(void *x_, double s, size_t n) {
     real *x = x_;
+    CK(x_, n * sizeof(real), NV_T_STATE, "scale", "x");
     const real sr = (real)s;
 #pragma omp parallel for if (n > PAR_MIN)
     for (size_t i = 0; i < n; i++) x[i] *= sr;
-}
-
-static int FN(nonfinite)(const void *x_, size_t n) {
-    const real *x = x_;
-    int bad = 0;
-#pragma omp parallel for reduction(| : bad) if (n > PAR_MIN)
-    for (size_t i = 0; i < n; i++) bad |= !isfinite(x[i]);
-    return bad;
 }
 
 // One AdamW step, in double per element, stored back in `real`. With g' = g gscale:
@@ -77,14 +78,21 @@ static void FN(adamw_span)(real *restrict w, real *restrict m, real *restrict v,
 static void FN(adamw)(void *w_, void *m_, void *v_, const void *g_, void *w_act_, size_t n,
                       double lr, double beta1, double beta2, double eps, double wd, double bc1,
                       double bc2, double gscale) {
-    real *w = w_, *m = m_, *v = v_, *w_act = w_act_;
+    real *w = w_, *m = m_, *v = v_;
+    act *w_act = w_act_;
     const real *g = g_;
+    CK(w_, n * sizeof(real), NV_T_STATE, "adamw", "w");
+    CK(m_, n * sizeof(real), NV_T_STATE, "adamw", "m");
+    CK(v_, n * sizeof(real), NV_T_STATE, "adamw", "v");
+    CK(g_, n * sizeof(real), NV_T_STATE, "adamw", "g");
+    CK(w_act_, n * sizeof(act), NV_T_ACT, "adamw", "w_act");
     const size_t nc = (n + ADAMW_CHUNK - 1) / ADAMW_CHUNK;
 #pragma omp parallel for if (n > PAR_MIN)
     for (size_t b = 0; b < nc; b++) {
         const size_t i0 = b * ADAMW_CHUNK, k = i0 + ADAMW_CHUNK < n ? ADAMW_CHUNK : n - i0;
         FN(adamw_span)(w + i0, m + i0, v + i0, g + i0, k, lr, beta1, beta2, eps, wd, bc1, bc2,
                        gscale);
-        if (w_act && w_act != w) memcpy(w_act + i0, w + i0, k * sizeof(real));
+        if (w_act && (void *)w_act != (void *)w)
+            for (size_t i = i0; i < i0 + k; i++) w_act[i] = STA(w[i]); // round once
     }
 }

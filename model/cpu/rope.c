@@ -5,9 +5,10 @@
 // The backward is the inverse rotation (a rotation's Jacobian is itself; its transpose is
 // the turn by -angle). Angles are computed in double: pos * freq reaches 1e4 radians at long
 // contexts, where a float angle would be off by ~1e-3.
-// Written over `real` and FN(); included by cpu_f32.c and cpu_f64.c, never compiled alone.
+// cos and sin are rounded to `real` (fp32 on cpu-bf16, as the CUDA table), each output once.
+// Written over `real`, `act` and FN(); included by the cpu_*.c instances, never compiled alone.
 
-static void FN(rope_apply)(real *qkv, const int32_t *pos, int n, int H, int dh, double theta,
+static void FN(rope_apply)(act *qkv, const int32_t *pos, int n, int H, int dh, double theta,
                            double sign) {
     const int d = H * dh, half = dh / 2;
     double *inv_freq = malloc((size_t)(half > 0 ? half : 1) * sizeof(double));
@@ -18,15 +19,15 @@ static void FN(rope_apply)(real *qkv, const int32_t *pos, int n, int H, int dh, 
     for (int j = 0; j < half; j++) inv_freq[j] = pow(theta, -2.0 * j / dh);
 #pragma omp parallel for if ((size_t)n * d > PAR_MIN)
     for (int i = 0; i < n; i++) {
-        real *row = qkv + (size_t)i * 3 * d;
+        act *row = qkv + (size_t)i * 3 * d;
         for (int j = 0; j < half; j++) {
             const double a = (double)pos[i] * inv_freq[j];
             const real c = (real)cos(a), s = (real)(sign * sin(a));
             for (int t = 0; t < 2 * H; t++) { // q heads then k heads: contiguous
-                real *x = row + (size_t)t * dh;
-                const real x1 = x[j], x2 = x[j + half];
-                x[j] = x1 * c - x2 * s;
-                x[j + half] = x2 * c + x1 * s;
+                act *x = row + (size_t)t * dh;
+                const real x1 = LDA(x[j]), x2 = LDA(x[j + half]);
+                x[j] = STA(x1 * c - x2 * s);
+                x[j + half] = STA(x2 * c + x1 * s);
             }
         }
     }
@@ -34,9 +35,13 @@ static void FN(rope_apply)(real *qkv, const int32_t *pos, int n, int H, int dh, 
 }
 
 static void FN(rope_fwd)(void *qkv, const int32_t *pos, int n, int H, int dh, double theta) {
+    CK(qkv, (size_t)n * 3 * H * dh * sizeof(act), NV_T_ACT, "rope_fwd", "qkv");
+    CK(pos, (size_t)n * 4, NV_T_I32, "rope_fwd", "pos");
     FN(rope_apply)(qkv, pos, n, H, dh, theta, 1.0);
 }
 
 static void FN(rope_bwd)(void *dqkv, const int32_t *pos, int n, int H, int dh, double theta) {
+    CK(dqkv, (size_t)n * 3 * H * dh * sizeof(act), NV_T_ACT, "rope_bwd", "dqkv");
+    CK(pos, (size_t)n * 4, NV_T_I32, "rope_bwd", "pos");
     FN(rope_apply)(dqkv, pos, n, H, dh, theta, -1.0);
 }

@@ -491,3 +491,8 @@ void nvc_attention_bwd(void *dqkv, const void *dout, const void *qkv, const void
     else if (dh <= 64) attn_bwd_launch<64>(g, go, x, l, D, segs, H, dh, window);
     else attn_bwd_launch<128>(g, go, x, l, D, segs, H, dh, window);
 }
+
+// D = rowsum(dO o O) per (token, head) of the backward
+size_t nvc_attention_scratch_bytes(const nv_backend_plan *p) {
+    return (size_t)p->max_tokens * p->H * sizeof(float);
+}

@@ -1,6 +1,8 @@
 // backend_cuda.cu - the CUDA backend's table and its one context. nv_backend_cuda() picks a
 // device, creates the stream, the cuBLASLt handle and workspace, and returns the table; it
 // returns NULL with a reason when no GPU is usable, so callers fall back to the CPU.
+#include <errno.h>
+
 #include "common.cuh"
 #include "cuda_api.h"
 
@@ -11,49 +13,120 @@ static int g_ctx_ready = 0;
 
 nvc_ctx *nvc(void) { return &g_ctx; }
 
+static void scratch_alloc(nvc_ctx *c, size_t bytes) {
+    // the old buffer may still be read by queued kernels, so finish them first
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    if (c->scratch) CUDA_CHECK(cudaFree(c->scratch));
+    CUDA_CHECK(cudaMalloc(&c->scratch, bytes));
+    c->scratch_bytes = bytes;
+}
+
 void *nvc_scratch(size_t bytes) {
     nvc_ctx *c = &g_ctx;
     if (bytes <= c->scratch_bytes) return c->scratch;
-    // grow by at least 2x so repeated small growth does not reallocate each call; the old
-    // buffer may still be read by queued kernels, so finish them first
-    size_t want = bytes > 2 * c->scratch_bytes ? bytes : 2 * c->scratch_bytes;
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    if (c->scratch) CUDA_CHECK(cudaFree(c->scratch));
-    CUDA_CHECK(cudaMalloc(&c->scratch, want));
-    c->scratch_bytes = want;
+    // a cudaMalloc/cudaFree inside a step synchronizes the device, and with NCCL running on a
+    // second stream that can deadlock: once a model has prepared the backend, never
+    NVC_REQUIRE(!c->scratch_fixed,
+                "an op asked for more scratch than prepare() planned: its nvc_*_scratch_bytes "
+                "formula is short (a bug; please report it with the config)");
+    // op tests without a model: grow by at least 2x so repeated growth stays rare
+    scratch_alloc(c, bytes > 2 * c->scratch_bytes ? bytes : 2 * c->scratch_bytes);
     return c->scratch;
 }
 
-static const nv_backend g_table = {
-    "cuda", 2, 4,
-    nvc_alloc, nvc_free, nvc_to_device, nvc_to_host, nvc_zero, nvc_sync,
-    nvc_upload_act, nvc_download_act, nvc_upload_state, nvc_download_state, nvc_state_to_act,
-    nvc_embed_fwd, nvc_embed_bwd,
-    nvc_layernorm_fwd, nvc_residual_layernorm_fwd, nvc_layernorm_bwd, nvc_add,
-    nvc_matmul_fwd, nvc_matmul_bwd,
-    nvc_rope_fwd, nvc_rope_bwd,
-    nvc_attention_fwd, nvc_attention_bwd,
-    nvc_geglu_fwd, nvc_geglu_bwd, nvc_gelu_fwd, nvc_gelu_bwd,
-    nvc_gather_rows, nvc_scatter_add_rows, nvc_softmax_ce,
-    nvc_sumsq, nvc_scale, nvc_nonfinite, nvc_adamw,
-};
+// Called once per model with its largest shapes: the scratch every op can need, allocated
+// now, so that no step allocates or frees device memory. A second model may only grow it
+// (while no step runs).
+static void nvc_prepare(const nv_backend_plan *p) {
+    nvc_ctx *c = &g_ctx;
+    size_t need = nvc_layernorm_scratch_bytes(p);
+    const size_t more[3] = {nvc_embed_scratch_bytes(p), nvc_attention_scratch_bytes(p),
+                            nvc_optim_scratch_bytes(p)};
+    for (int i = 0; i < 3; i++) need = more[i] > need ? more[i] : need;
+    if (need > c->scratch_bytes) scratch_alloc(c, need);
+    c->scratch_fixed = 1;
+}
+
+// The table, filled by name (the order of backend.h's fields does not matter here).
+static nv_backend g_table;
+
+static void fill_table(nv_backend *t) {
+    memset(t, 0, sizeof *t);
+    t->name = "cuda";
+    t->act_bytes = 2;
+    t->state_bytes = 4;
+    t->alloc = nvc_alloc;
+    t->free = nvc_free;
+    t->to_device = nvc_to_device;
+    t->to_host = nvc_to_host;
+    t->zero = nvc_zero;
+    t->sync = nvc_sync;
+    t->upload_act = nvc_upload_act;
+    t->download_act = nvc_download_act;
+    t->upload_state = nvc_upload_state;
+    t->download_state = nvc_download_state;
+    t->state_to_act = nvc_state_to_act;
+    t->prepare = nvc_prepare;
+    t->declare = NULL; // the types are checked on cpu-bf16, the CUDA backend's twin
+    t->forget = NULL;
+    t->embed_fwd = nvc_embed_fwd;
+    t->embed_bwd = nvc_embed_bwd;
+    t->layernorm_fwd = nvc_layernorm_fwd;
+    t->residual_layernorm_fwd = nvc_residual_layernorm_fwd;
+    t->layernorm_bwd = nvc_layernorm_bwd;
+    t->add = nvc_add;
+    t->matmul_fwd = nvc_matmul_fwd;
+    t->matmul_bwd = nvc_matmul_bwd;
+    t->rope_fwd = nvc_rope_fwd;
+    t->rope_bwd = nvc_rope_bwd;
+    t->attention_fwd = nvc_attention_fwd;
+    t->attention_bwd = nvc_attention_bwd;
+    t->geglu_fwd = nvc_geglu_fwd;
+    t->geglu_bwd = nvc_geglu_bwd;
+    t->gelu_fwd = nvc_gelu_fwd;
+    t->gelu_bwd = nvc_gelu_bwd;
+    t->gather_rows = nvc_gather_rows;
+    t->scatter_add_rows = nvc_scatter_add_rows;
+    t->softmax_ce = nvc_softmax_ce;
+    t->ce_stats = nvc_ce_stats;
+    t->sumsq = nvc_sumsq;
+    t->sumsq_to = nvc_sumsq_to;
+    t->scale = nvc_scale;
+    t->adamw = nvc_adamw;
+}
 
 // nv_dist's local rank, set by the trainer through nv_cuda_set_local_rank (cuda_api.h).
 static int g_local_rank = -1;
 extern "C" void nv_cuda_set_local_rank(int local_rank) { g_local_rank = local_rank; }
 
-// The GPU of this process: NVWA_CUDA_DEVICE if set, else nv_dist's local rank when the
-// trainer gave it (the same number nv_dist and NCCL use), else the node-local rank that
-// mpirun or srun exports (design: GPU = local rank), else 0; modulo the number of devices.
+// NVWA_CUDA_DEVICE as a device number of this node, or stop with one line: a typo there
+// must not silently put two ranks on one GPU (or fall back to the CPU)
+static int device_override(const char *ov, int count) {
+    char *end = NULL;
+    errno = 0;
+    const long v = strtol(ov, &end, 10);
+    if (errno || end == ov || *end || v < 0 || v >= count) {
+        fprintf(stderr, "nvwa: error: NVWA_CUDA_DEVICE=%s is not a CUDA device of this node "
+                "(0..%d)\n---> HINT: unset it (the GPU is then the node-local rank) or give a "
+                "number below %d\n", ov, count - 1, count);
+        exit(2);
+    }
+    return (int)v;
+}
+
+// The GPU of this process: NVWA_CUDA_DEVICE if set (checked), else nv_dist's local rank when
+// the trainer gave it (the same number nv_dist and NCCL use), else the node-local rank that
+// mpirun or srun exports (design: GPU = local rank), else 0; ranks modulo the device count.
 static int pick_device(int count) {
     const char *ov = getenv("NVWA_CUDA_DEVICE");
-    if (ov && *ov) return atoi(ov) % count;
+    if (ov && *ov) return device_override(ov, count);
     if (g_local_rank >= 0) return g_local_rank % count;
     const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID",
                           "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK", "PMI_LOCAL_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
         const char *s = getenv(vars[i]);
-        if (s && *s) return atoi(s) % count;
+        const int r = s && *s ? atoi(s) : -1;
+        if (r >= 0) return r % count;
     }
     return 0;
 }
@@ -96,6 +169,7 @@ extern "C" const nv_backend *nv_backend_cuda(const char **why) {
     c->lt_ws_bytes = 32u << 20; // 32 MiB: what Hopper's cuBLASLt kernels like to have
     CUDA_CHECK(cudaMalloc(&c->lt_ws, c->lt_ws_bytes));
     CUDA_CHECK(cudaMalloc(&c->red, 4096));
+    fill_table(&g_table);
     g_ctx_ready = 1;
     if (why) *why = NULL;
     return &g_table;

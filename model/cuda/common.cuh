@@ -95,14 +95,22 @@ typedef struct nvc_ctx {
     size_t lt_ws_bytes;
     nvc_mm_entry *mm; // matmul plans, one per shape/layout/alignment (matmul.cu)
     int mm_n, mm_cap;
-    void *scratch; // growable device scratch for two-pass deterministic reductions
+    void *scratch; // device scratch for two-pass deterministic reductions
     size_t scratch_bytes;
-    void *red;     // small device buffer for reduction results (sumsq, nonfinite flag)
+    int scratch_fixed; // sized by prepare(): growing it now would allocate inside a step
+    void *red;     // small device buffer for reduction results (sumsq)
 } nvc_ctx;
 
 nvc_ctx *nvc(void);
-// device scratch of at least `bytes` (stream-ordered: valid until the next nvc_scratch call)
+// device scratch of at least `bytes` (stream-ordered: valid until the next nvc_scratch call).
+// Before any model has prepared the backend it grows as asked (op tests); after prepare()
+// it is fixed, and a larger request stops the program (a scratch formula below is short).
 void *nvc_scratch(size_t bytes);
+// scratch each op file needs at the plan's largest shapes (prepare takes the max)
+size_t nvc_layernorm_scratch_bytes(const nv_backend_plan *p);
+size_t nvc_embed_scratch_bytes(const nv_backend_plan *p);
+size_t nvc_attention_scratch_bytes(const nv_backend_plan *p);
+size_t nvc_optim_scratch_bytes(const nv_backend_plan *p);
 void nvc_matmul_destroy(nvc_ctx *c);
 
 static inline unsigned nvc_blocks(size_t n, unsigned threads) {
@@ -211,10 +219,12 @@ void nvc_gather_rows(void *out, const void *in, const int32_t *idx, int m, int d
 void nvc_scatter_add_rows(void *dst, const void *src, const int32_t *idx, int m, int d);
 void nvc_softmax_ce(void *loss, void *dlogits, const void *logits, const int32_t *target, int m,
                     int V, double grad_scale);
+void nvc_ce_stats(double *acc, const void *loss, const void *logits, const int32_t *target, int m,
+                  int V);
 // optim.cu
 double nvc_sumsq(const void *x, size_t n);
+void nvc_sumsq_to(double *dst, const void *x, size_t n);
 void nvc_scale(void *x, double s, size_t n);
-int nvc_nonfinite(const void *x, size_t n);
 void nvc_adamw(void *w, void *m, void *v, const void *g, void *w_act, size_t n, double lr,
                double beta1, double beta2, double eps, double wd, double bc1, double bc2,
                double gscale);

@@ -75,3 +75,9 @@ void nvc_embed_bwd(void *dE_tok, void *dE_struct, const void *dout, const int32_
     embed_bwd_one((float *)dE_tok, (const bf16 *)dout, tok, n, d, V);
     if (dE_struct) embed_bwd_one((float *)dE_struct, (const bf16 *)dout, sin, n, d, N_STRUCT_ROWS);
 }
+
+// the per-chunk partial tables of the larger embedding (V or the structure rows)
+size_t nvc_embed_scratch_bytes(const nv_backend_plan *p) {
+    const size_t rows = p->V > N_STRUCT_ROWS ? p->V : N_STRUCT_ROWS;
+    return (size_t)((p->max_tokens + EMB_CHUNK - 1) / EMB_CHUNK) * rows * p->d * sizeof(float);
+}

@@ -138,3 +138,10 @@ void nvc_layernorm_bwd(void *dx, void *dw, const void *dout, const void *x, cons
     col_sum((float *)dw, (const bf16 *)dout, (const bf16 *)x, (const float *)mean,
             (const float *)rstd, n, d);
 }
+
+// col_sum's partials: LayerNorm weight gradients (d columns) and bias gradients (V or 3
+// columns) over at most max_tokens rows
+size_t nvc_layernorm_scratch_bytes(const nv_backend_plan *p) {
+    const size_t w = (size_t)(p->d > p->V ? p->d : p->V), chunks = (p->max_tokens + COL_CHUNK - 1) / COL_CHUNK;
+    return chunks * w * sizeof(float);
+}

@@ -1,7 +1,8 @@
 // optim.cu - optimizer kernels on fp32 state: fused AdamW (fp32 master, moments, and the bf16
-// compute copy in one pass), sum of squares for gradient clipping (double accumulation, a
-// two-pass block reduction whose order depends only on n, so the bits are the same on every
-// run and every GPU), scale, and the non-finite check.
+// compute copy in one pass), sum of squares for gradient clipping and the non-finite check
+// (double accumulation, a two-pass block reduction whose order depends only on n, so the
+// bits are the same on every run and every GPU; a NaN or Inf makes the sum non-finite), and
+// scale.
 #include "common.cuh"
 
 #define SUMSQ_THREADS 256
@@ -38,21 +39,36 @@ __global__ void sumsq_final_kernel(double *out, const double *partial, int nb) {
     }
 }
 
-double nvc_sumsq(const void *x, size_t n) {
-    if (!n) return 0.0;
+// into one device double, no host wait: the gradient check issues one per tensor and reads
+// them all back at once
+void nvc_sumsq_to(double *dst, const void *x, size_t n) {
     nvc_ctx *c = nvc();
+    if (!n) {
+        CUDA_CHECK(cudaMemsetAsync(dst, 0, sizeof(double), c->stream));
+        return;
+    }
     // the block count is a function of n only: the reduction order is fixed
     size_t nb = (n + SUMSQ_THREADS * 16 - 1) / (SUMSQ_THREADS * 16);
     if (nb > SUMSQ_MAX_BLOCKS) nb = SUMSQ_MAX_BLOCKS;
     double *partial = (double *)nvc_scratch(SUMSQ_MAX_BLOCKS * sizeof(double));
     sumsq_partial_kernel<<<(unsigned)nb, SUMSQ_THREADS, 0, c->stream>>>(partial, (const float *)x, n);
     LAUNCH_CHECK();
-    sumsq_final_kernel<<<1, SUMSQ_MAX_BLOCKS, 0, c->stream>>>((double *)c->red, partial, (int)nb);
+    sumsq_final_kernel<<<1, SUMSQ_MAX_BLOCKS, 0, c->stream>>>(dst, partial, (int)nb);
     LAUNCH_CHECK();
+}
+
+double nvc_sumsq(const void *x, size_t n) {
+    nvc_ctx *c = nvc();
+    nvc_sumsq_to((double *)c->red, x, n);
     double r;
     CUDA_CHECK(cudaMemcpyAsync(&r, c->red, sizeof r, cudaMemcpyDeviceToHost, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return r;
+}
+
+size_t nvc_optim_scratch_bytes(const nv_backend_plan *p) {
+    (void)p;
+    return SUMSQ_MAX_BLOCKS * sizeof(double);
 }
 
 __global__ void scale_kernel(float *x, float s, size_t n) {
@@ -65,29 +81,6 @@ void nvc_scale(void *x, double s, size_t n) {
     if (!n) return;
     scale_kernel<<<nvc_blocks(n, 256), 256, 0, nvc()->stream>>>((float *)x, (float)s, n);
     LAUNCH_CHECK();
-}
-
-// exponent all ones = Inf or NaN; tested on the bits so fast-math cannot fold it away.
-// Every writer stores the same 1, so the race is harmless (and the result deterministic).
-__global__ void nonfinite_kernel(int *flag, const uint32_t *x, size_t n) {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
-        if ((x[i] & 0x7f800000u) == 0x7f800000u) *flag = 1;
-}
-
-int nvc_nonfinite(const void *x, size_t n) {
-    if (!n) return 0;
-    nvc_ctx *c = nvc();
-    int *flag = (int *)c->red;
-    CUDA_CHECK(cudaMemsetAsync(flag, 0, sizeof(int), c->stream));
-    size_t b = nvc_blocks(n, 256);
-    if (b > 4u * (unsigned)c->num_sms * 8u) b = 4u * (unsigned)c->num_sms * 8u;
-    nonfinite_kernel<<<(unsigned)b, 256, 0, c->stream>>>(flag, (const uint32_t *)x, n);
-    LAUNCH_CHECK();
-    int r;
-    CUDA_CHECK(cudaMemcpyAsync(&r, flag, sizeof r, cudaMemcpyDeviceToHost, c->stream));
-    CUDA_CHECK(cudaStreamSynchronize(c->stream));
-    return r;
 }
 
 // IEEE-rounded division and square root (__fdiv_rn, __fsqrt_rn) even under --use_fast_math,

@@ -64,3 +64,46 @@ void nvc_softmax_ce(void *loss, void *dlogits, const void *logits, const int32_t
         (float *)loss, (bf16 *)dlogits, (const bf16 *)logits, target, m, V, (float)grad_scale);
     LAUNCH_CHECK();
 }
+
+// acc[0] += sum of loss[0..m) and acc[1] += rows whose first argmax is the target. One block:
+// each thread takes rows tid, tid + 256, ... in order, then a fixed-order reduction, so the
+// sums are deterministic. Stays on the device (the model reads it back once per step).
+#define CE_STATS_THREADS 256
+__global__ void ce_stats_kernel(double *acc, const float *loss, const bf16 *logits,
+                                const int32_t *target, int m, int V) {
+    __shared__ double s_loss[CE_STATS_THREADS], s_hit[CE_STATS_THREADS];
+    double sl = 0.0, sh = 0.0;
+    for (int i = threadIdx.x; i < m; i += CE_STATS_THREADS) {
+        const bf16 *z = logits + (size_t)i * V;
+        int best = 0;
+        float zb = bf2f(z[0]);
+        for (int v = 1; v < V; v++) {
+            const float zv = bf2f(z[v]);
+            if (zv > zb) best = v, zb = zv;
+        }
+        sl += loss[i];
+        sh += best == target[i] ? 1.0 : 0.0;
+    }
+    s_loss[threadIdx.x] = sl;
+    s_hit[threadIdx.x] = sh;
+    __syncthreads();
+    for (int w = CE_STATS_THREADS / 2; w > 0; w >>= 1) {
+        if (threadIdx.x < w) {
+            s_loss[threadIdx.x] += s_loss[threadIdx.x + w];
+            s_hit[threadIdx.x] += s_hit[threadIdx.x + w];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        acc[0] += s_loss[0];
+        acc[1] += s_hit[0];
+    }
+}
+
+void nvc_ce_stats(double *acc, const void *loss, const void *logits, const int32_t *target, int m,
+                  int V) {
+    if (m <= 0) return;
+    ce_stats_kernel<<<1, CE_STATS_THREADS, 0, nvc()->stream>>>(acc, (const float *)loss,
+                                                             (const bf16 *)logits, target, m, V);
+    LAUNCH_CHECK();
+}
