@@ -108,6 +108,14 @@ static void *W(const nv_model *m, int k) { // compute copy of tensor k
     return (char *)m->wact + m->t.p[k].offset * m->be->act_bytes;
 }
 static void *G(const nv_model *m, int k) { return nv_model_tensor(m, m->grad, k); }
+// The LayerNorm weights an op reads are the act compute copy too (backend.h). The review's
+// C1 passed their fp32 masters instead; tests/model/test_typecheck.c builds this file with
+// NV_TEST_REINTRODUCE_C1 to show that cpu-bf16 stops such a model at its first LayerNorm.
+#ifdef NV_TEST_REINTRODUCE_C1
+#define LNW(m, k) nv_model_tensor(m, (m)->master, k)
+#else
+#define LNW(m, k) W(m, k)
+#endif
 
 size_t nv_model_device_bytes(const nv_model *m) { return m->arena_size; }
 
@@ -374,7 +382,7 @@ static void layer_forward(nv_model *m, int l, const nv_attn_segs *segs, int n) {
     be->matmul_fwd(m->branch, a->o, W(m, li->wo), NULL, n, dl, d);
     tp_allreduce(m, m->branch, (size_t)n * d); // row-parallel W_o
     be->residual_layernorm_fwd(a->x_mid, a->mm, a->mean2, a->rstd2, a->x_in, m->branch,
-                               W(m, li->mlp_norm), n, d);
+                               LNW(m, li->mlp_norm), n, d);
     be->matmul_fwd(a->gu, a->mm, W(m, li->w_in), NULL, n, d, 2 * fl);
     be->geglu_fwd(a->h, a->gu, n, fl);
 }
@@ -388,9 +396,9 @@ static void model_forward(nv_model *m, const nv_attn_segs *segs, int n, int nm, 
     const int d = m->d, fl = m->fl, V = m->V;
     be->embed_fwd(m->emb, m->tok, m->sin, W(m, id->embed_tok),
                   id->embed_struct >= 0 ? W(m, id->embed_struct) : NULL, n, d);
-    be->layernorm_fwd(m->la[0].x_in, m->mean0, m->rstd0, m->emb, W(m, id->embed_norm), n, d);
+    be->layernorm_fwd(m->la[0].x_in, m->mean0, m->rstd0, m->emb, LNW(m, id->embed_norm), n, d);
     be->layernorm_fwd(m->la[0].a, m->la[0].mean1, m->la[0].rstd1, m->la[0].x_in,
-                      W(m, id->layers[0].attn_norm), n, d);
+                      LNW(m, id->layers[0].attn_norm), n, d);
     for (int l = 0; l < m->L; l++) {
         layer_acts *a = &m->la[l];
         layer_forward(m, l, segs, n);
@@ -399,10 +407,10 @@ static void model_forward(nv_model *m, const nv_attn_segs *segs, int n, int nm, 
         if (l + 1 < m->L) {
             layer_acts *nx = &m->la[l + 1];
             be->residual_layernorm_fwd(nx->x_in, nx->a, nx->mean1, nx->rstd1, a->x_mid,
-                                       m->branch, W(m, id->layers[l + 1].attn_norm), n, d);
+                                       m->branch, LNW(m, id->layers[l + 1].attn_norm), n, d);
         } else {
             be->residual_layernorm_fwd(m->x_out, m->hf, m->meanf, m->rstdf, a->x_mid,
-                                       m->branch, W(m, id->final_norm), n, d);
+                                       m->branch, LNW(m, id->final_norm), n, d);
         }
     }
     // heads, on their selected positions only
@@ -410,7 +418,7 @@ static void model_forward(nv_model *m, const nv_attn_segs *segs, int n, int nm, 
         be->gather_rows(m->hs, m->hf, m->mlm_idx, nm, d);
         be->matmul_fwd(m->t1, m->hs, W(m, id->head_dense), NULL, nm, d, d);
         be->gelu_fwd(m->t2, m->t1, (size_t)nm * d);
-        be->layernorm_fwd(m->t3, m->meant, m->rstdt, m->t2, W(m, id->head_norm), nm, d);
+        be->layernorm_fwd(m->t3, m->meant, m->rstdt, m->t2, LNW(m, id->head_norm), nm, d);
         be->matmul_fwd(m->logits, m->t3, W(m, id->embed_tok), W(m, id->head_bias), nm, d, V);
         be->softmax_ce(m->loss, m->dlogits, m->logits, m->mlm_tgt, nm, V, mlm_scale);
     }
@@ -464,7 +472,7 @@ static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm,
         be->matmul_bwd(m->dt3, G(m, id->embed_tok), G(m, id->head_bias), m->dlogits, m->t3,
                        W(m, id->embed_tok), nm, d, V);
         be->zero(m->dt2, (size_t)nm * d * be->act_bytes);
-        be->layernorm_bwd(m->dt2, G(m, id->head_norm), m->dt3, m->t2, W(m, id->head_norm),
+        be->layernorm_bwd(m->dt2, G(m, id->head_norm), m->dt3, m->t2, LNW(m, id->head_norm),
                           m->meant, m->rstdt, nm, d);
         be->gelu_bwd(m->dt1, m->dt2, m->t1, (size_t)nm * d);
         be->matmul_bwd(m->dhs, G(m, id->head_dense), NULL, m->dt1, m->hs, W(m, id->head_dense),
@@ -474,7 +482,7 @@ static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm,
     // LN_final: dres holds d hf; d x_out goes to dtmp, then swap roles
     void *dstream = m->dtmp, *dh_in = m->dres;
     be->zero(dstream, (size_t)n * d * be->act_bytes);
-    be->layernorm_bwd(dstream, G(m, id->final_norm), dh_in, m->x_out, W(m, id->final_norm),
+    be->layernorm_bwd(dstream, G(m, id->final_norm), dh_in, m->x_out, LNW(m, id->final_norm),
                       m->meanf, m->rstdf, n, d);
     grads_ready(m, id->final_norm, m->t.n - 1); // final norm and both heads (not E_tok)
     void *dnorm = m->dres; // scratch for the gradient entering a norm's output
@@ -482,7 +490,7 @@ static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm,
         layer_acts *a = &m->la[l];
         const nv_layer_ids *li = &id->layers[l];
         if (m->recompute) { // the same ops as the forward, so the same values
-            be->layernorm_fwd(a->a, a->mean1, a->rstd1, a->x_in, W(m, li->attn_norm), n, d);
+            be->layernorm_fwd(a->a, a->mean1, a->rstd1, a->x_in, LNW(m, li->attn_norm), n, d);
             layer_forward(m, l, segs, n);
         }
         const int global = nv_config_is_global_layer(&m->cfg, l);
@@ -493,7 +501,7 @@ static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm,
         be->geglu_bwd(m->dbig, m->dsmall, a->gu, n, fl);
         be->matmul_bwd(dnorm, G(m, li->w_in), NULL, m->dbig, a->mm, W(m, li->w_in), n, d, 2 * fl);
         tp_allreduce(m, dnorm, (size_t)n * d); // conjugate of the column-parallel split
-        be->layernorm_bwd(dstream, G(m, li->mlp_norm), dnorm, a->x_mid, W(m, li->mlp_norm),
+        be->layernorm_bwd(dstream, G(m, li->mlp_norm), dnorm, a->x_mid, LNW(m, li->mlp_norm),
                           a->mean2, a->rstd2, n, d);
         // attention branch: x_mid = x_in + attn(rope(LN(x_in) W_qkv^T)) W_o^T
         be->matmul_bwd(m->dsmall, G(m, li->wo), NULL, dstream, a->o, W(m, li->wo), n, dl, d);
@@ -501,13 +509,13 @@ static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm,
         be->rope_bwd(m->dbig, m->pos, n, Hl, dh, theta);
         be->matmul_bwd(dnorm, G(m, li->wqkv), NULL, m->dbig, a->a, W(m, li->wqkv), n, d, 3 * dl);
         tp_allreduce(m, dnorm, (size_t)n * d);
-        be->layernorm_bwd(dstream, G(m, li->attn_norm), dnorm, a->x_in, W(m, li->attn_norm),
+        be->layernorm_bwd(dstream, G(m, li->attn_norm), dnorm, a->x_in, LNW(m, li->attn_norm),
                           a->mean1, a->rstd1, n, d);
         grads_ready(m, li->attn_norm, li->w_out);
     }
     // LN_emb and the embeddings
     be->zero(dnorm, (size_t)n * d * be->act_bytes);
-    be->layernorm_bwd(dnorm, G(m, id->embed_norm), dstream, m->emb, W(m, id->embed_norm),
+    be->layernorm_bwd(dnorm, G(m, id->embed_norm), dstream, m->emb, LNW(m, id->embed_norm),
                       m->mean0, m->rstd0, n, d);
     be->embed_bwd(G(m, id->embed_tok), id->embed_struct >= 0 ? G(m, id->embed_struct) : NULL,
                   dnorm, m->tok, m->sin, n, d, V);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/backend.h"
 
@@ -110,13 +111,15 @@ void nv_typecheck(const void *p, size_t bytes, int type, const char *op, const c
                 "---> HINT: model/backend.h marks every pointer; the weights an op reads are the "
                 "act compute copy, their gradients and statistics are state\n",
                 op, arg, type_name(got.type), type_name(type));
-        exit(70);
+        fflush(NULL);
+        _exit(70); // at once: the program's state is not to be trusted (no exit handlers)
     }
     if (hi > got.hi) {
         fprintf(stderr, "nvwa: cpu-bf16 type check: %s(%s): %zu bytes from offset %zu run past "
                 "the end of its %zu-byte buffer\n---> HINT: the size passed to the op is larger "
                 "than the tensor it points into\n", op, arg, (size_t)(hi - lo),
                 (size_t)(lo - got.lo), (size_t)(got.hi - got.lo));
-        exit(70);
+        fflush(NULL);
+        _exit(70);
     }
 }
