@@ -1,5 +1,5 @@
 // check_embed_file - the file nvwa-embed wrote against the model's own forward:
-//   check_embed_file CKPT INPUT.fasta OUT.h5 LOGITS(0|1)
+//   check_embed_file CKPT INPUT.fasta OUT.h5 LOGITS(0|1) [BACKEND: cpu (default) | cpu-bf16]
 // Loads the checkpoint in process, reads INPUT with data/seqio.h and, for every sequence
 // that fits one window, builds the trainer's batch by hand (<cls> seq <eos>, structure input
 // hidden, every nucleotide selected) and compares nv_model_step's hidden rows and
@@ -34,7 +34,8 @@ static float *read_f32(hid_t f, const char *name, hsize_t *rows, hsize_t *cols) 
 }
 
 int main(int argc, char **argv) {
-    REQUIRE(argc == 5, "usage: check_embed_file CKPT INPUT OUT.h5 LOGITS");
+    REQUIRE(argc == 5 || argc == 6, "usage: check_embed_file CKPT INPUT OUT.h5 LOGITS [BACKEND]");
+    const nv_backend *be = argc == 6 && !strcmp(argv[5], "cpu-bf16") ? nv_backend_cpu_bf16() : nv_backend_cpu();
     const int logits = atoi(argv[4]);
     nv_error err;
     nv_config cfg;
@@ -42,7 +43,7 @@ int main(int argc, char **argv) {
     nv_dist d;
     REQUIRE(nv_dist_init(&d, &argc, &argv, 1, &err) == 0, "%s", err.msg);
     const int L = cfg.data.seq_length, W = L - 2, D = cfg.model.hidden_size;
-    nv_model *m = nv_model_create(&cfg.model, nv_backend_cpu(), 0, 1, NULL, L);
+    nv_model *m = nv_model_create(&cfg.model, be, 0, 1, NULL, L);
     REQUIRE(nv_model_load_ckpt(m, argv[1], &d, NULL, &err) == 0, "%s", err.msg);
 
     hid_t f = H5Fopen(argv[3], H5F_ACC_RDONLY, H5P_DEFAULT);
