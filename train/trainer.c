@@ -98,6 +98,10 @@ typedef struct train_state {
     size_t lo, hi;
     int zero1, staged;
     float *h_master, *h_m, *h_v;
+    // ZeRO-1 with a separate act copy: only the act copy is all-gathered after a step, so the
+    // fp32 masters outside this rank's shard are stale until gathered (before a save)
+    int masters_stale;
+    nv_nccl *nccl;
 } train_state;
 
 static void state_bind(train_state *ts, nv_ckpt_state *s) {
@@ -147,6 +151,12 @@ static void agree_or_exit(const nv_dist *d, int failed, const char *msg, int qui
 static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state *ts, long step) {
     nv_ckpt_state s;
     nv_error err;
+    if (ts->masters_stale) { // ZeRO-1: every rank's updated fp32 shard, for the full masters
+        const size_t total = nv_model_params(ts->model)->total;
+        if (ts->nccl) nv_nccl_zero1_allgather(ts->nccl, nv_model_master(ts->model), total, 4);
+        else nv_zero1_allgather(d, nv_model_master(ts->model), total);
+        ts->masters_stale = 0;
+    }
     state_bind(ts, &s);
     if (ts->staged) {
         const nv_backend *be = nv_model_backend(ts->model);
@@ -391,6 +401,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
                                         : nv_calloc(hi - lo + 1, sizeof(float));
     nv_grad_sync *gs = nccl ? nv_grad_sync_create_nccl(d, nccl, nv_model_grad(model), pt->total, 0)
                             : nv_grad_sync_create(d, nv_model_grad(model), pt->total, 0);
+    nv_grad_sync_set_overlap(gs, cfg->parallel.overlap);
+    if (zero1) nv_grad_sync_set_zero1(gs, shard, lo, hi); // buckets reduce-scatter into shard
     void *wact = nv_model_weights_act(model) == nv_model_master(model) ? NULL : nv_model_weights_act(model);
 
     nv_logger lg = {0};
@@ -410,7 +422,7 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     nf_watch nfw = {be, pt, nv_model_grad(model), nv_grad_sync_hook(gs), {nf_ready, NULL},
                     nv_calloc((size_t)pt->n, 1), -1};
     nfw.hook.ctx = &nfw;
-    train_state ts = {model, &opt, loader, &consecutive_skips, lo, hi, zero1, 0, NULL, NULL, NULL};
+    train_state ts = {model, &opt, loader, &consecutive_skips, lo, hi, zero1, 0, NULL, NULL, NULL, 0, nccl};
     const long start_step = maybe_resume(cfg, d, &ts);
     // a resumed run (a requeued job) continues the JSONL log; a fresh one starts it
     if (root && nv_logger_open(&lg, cfg->log.file, start_step > 0) != 0) nv_dist_abort(d, "cannot open the log");
@@ -463,8 +475,7 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         double tot[4] = {0, 0, 0, 0};
         for (int a = 0; a < accum; a++) {
             nv_losses l;
-            if (!zero1)
-                nv_model_set_grad_hook(model, a + 1 != accum ? NULL : nf_presync ? &nfw.hook : nv_grad_sync_hook(gs));
+            nv_model_set_grad_hook(model, a + 1 != accum ? NULL : nf_presync ? &nfw.hook : nv_grad_sync_hook(gs));
             nv_model_step(model, &mb[a], mlm_scale, st_scale, 1, &l);
             tot[0] += l.mlm_sum;
             tot[1] += l.struct_sum;
@@ -476,14 +487,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         if (test_fault_now(&fault, d, step + 1, 3)) tot[0] = NAN;
         const int loss_bad = !isfinite(tot[0]) || !isfinite(tot[1]); // this rank's own loss
         // data-parallel sum of gradients, then the true global norm
-        const void *g = nv_model_grad(model);
-        if (zero1) {
-            if (nccl) nv_nccl_zero1_reduce_scatter(nccl, nv_model_grad(model), pt->total, shard);
-            else nv_zero1_reduce_scatter(d, nv_model_grad(model), pt->total, shard);
-            g = shard;
-        } else {
-            nv_grad_sync_finish(gs);
-        }
+        nv_grad_sync_finish(gs); // ZeRO-1: this rank's summed shard is in `shard` now
+        const void *g = zero1 ? (const void *)shard : nv_model_grad(model);
         // the loss sums only now: until nv_grad_sync_finish returns, the communication thread
         // runs collectives on comm_dp, and two threads' collectives on one communicator get
         // matched across ranks in any order (a bucket's data landed in this 32-byte buffer)
@@ -543,10 +548,13 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         } else {
             consecutive_skips = 0;
             nv_adamw_step(&opt, nv_model_master(model), g, wact, lr, nv_clip_scale(&cfg->optim, gnorm));
-            if (zero1) {
-                if (nccl) nv_nccl_zero1_allgather(nccl, nv_model_master(model), pt->total);
+            if (zero1 && wact) { // AdamW wrote this shard's act copy: share that (bf16 on GPU)
+                if (nccl) nv_nccl_zero1_allgather(nccl, wact, pt->total, be->act_bytes);
+                else nv_zero1_allgather_bytes(d, wact, pt->total, be->act_bytes);
+                ts.masters_stale = 1;
+            } else if (zero1) { // act copy = masters (CPU fp32)
+                if (nccl) nv_nccl_zero1_allgather(nccl, nv_model_master(model), pt->total, 4);
                 else nv_zero1_allgather(d, nv_model_master(model), pt->total);
-                nv_model_refresh_act(model);
             }
         }
         be->sync();
