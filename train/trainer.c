@@ -356,6 +356,7 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     // Multi-rank on the cuda backend: collectives through NCCL (train/comm_nccl.h).
     // COMPILE-VERIFIED ONLY: this path has not run on a GPU yet.
     const int on_gpu = strcmp(be->name, "cuda") == 0;
+    if (on_gpu) nv_cuda_set_attention((int)cfg->train.attention); // [train] attention
     if (strcmp(be->name, "cpu") != 0 && !on_gpu && d->world > 1)
         nv_dist_abort(d, "multi-rank training on %s is not wired up\n---> HINT: [train] device = cpu", be->name);
     nv_nccl *nccl = on_gpu && d->world > 1 ? nv_nccl_create(d) : NULL;

@@ -13,6 +13,11 @@ extern "C" {
 // value clears it.
 void nv_cuda_set_local_rank(int local_rank);
 
+// [train] attention (nv_attn_kind of train/config.h: 0 auto, 1 cudnn, 2 native). Call before
+// the first attention op; model/cuda/attention.cu decides per direction and layer kind at
+// its first call and prints the choice. Default auto.
+void nv_cuda_set_attention(int mode);
+
 #ifdef __cplusplus
 }
 #endif
