@@ -23,6 +23,7 @@
 // STATUS: compile-verified (nvcc 13, cudnn-frontend 1.32, cuDNN 9.19 headers); not yet run on
 // a GPU. tests/model/test_cuda_kernels.c checks it against the CPU and the hand-written kernel.
 #include "common.cuh"
+#include "cuda_api.h"
 #include "model/cuda/attn_plan.h"
 #include "nv_build_config.h"
 
@@ -310,6 +311,13 @@ void nvc_cudnn_attn_prepare(int max_tokens, int seq_len, int H, int dh, int loca
     if (g_cd.ws_bytes == 0) g_cd.ws_bytes = 1; // prepared: no growth during steps
 }
 
+extern "C" int nv_cuda_cudnn_attention_ok(int bwd, const nv_attn_segs *segs, int n, int H, int dh,
+                                          int window, const char **why) {
+    attn_graph *ag = graph_for(key_of(bwd, segs, n, H, dh, window));
+    if (why) *why = ag ? NULL : g_cd.why.c_str();
+    return ag != NULL;
+}
+
 #else // built without the cudnn-frontend headers: the hand-written kernels only
 
 int nvc_cudnn_attn_fwd(void *, void *, const void *, const nv_attn_segs *, int, int, int, int) { return -1; }
@@ -320,5 +328,9 @@ const char *nvc_cudnn_attn_why(void) {
            "meson setup --reconfigure)";
 }
 void nvc_cudnn_attn_prepare(int, int, int, int, int) {}
+extern "C" int nv_cuda_cudnn_attention_ok(int, const nv_attn_segs *, int, int, int, int, const char **why) {
+    if (why) *why = nvc_cudnn_attn_why();
+    return 0;
+}
 
 #endif
