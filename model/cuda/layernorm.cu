@@ -1,7 +1,7 @@
 // layernorm.cu - LayerNorm (weight, no bias, eps 1e-5), the residual add fused with the next
 // norm, and the backward. Statistics in fp32 (state type); w is the bf16 act copy.
 //
-// Fast path (d a multiple of 8, d <= 4096): one warp per row, the row held in registers
+// Fast path (d a multiple of 8, d <= 4096; the backward d <= 2048): one warp per row, the row held in registers
 // (16-byte loads, 8 bf16 per load), read once: mean, variance and the normalized output
 // from registers. The backward reads x, dout and dx once per row and also accumulates the
 // weight gradient's partial column sums in registers: each block owns LN_ROWS consecutive
@@ -352,7 +352,9 @@ void nvc_layernorm_bwd(void *dx, void *dw, const void *dout, const void *x, cons
                        const void *mean, const void *rstd, int n, int d) {
     if (n <= 0) return;
     cudaStream_t st = nvc()->stream;
-    const int V = ln_vecs(d, AL(dx) | AL(dout) | AL(x) | AL(w));
+    // up to d = 2048 (8 vectors per lane) the backward's registers hold without spilling
+    // (ptxas, sm_90a: 16 vectors spill ~360 bytes), so wider rows take the plain kernels
+    const int V = d <= 2048 ? ln_vecs(d, AL(dx) | AL(dout) | AL(x) | AL(w)) : 0;
     if (V) {
         const int nblk = (n + LN_ROWS - 1) / LN_ROWS;
         float *partial = (float *)nvc_scratch((size_t)nblk * d * sizeof(float));
