@@ -52,9 +52,10 @@ enum { NV_T_ACT = 1, NV_T_STATE = 2, NV_T_F64 = 3, NV_T_I32 = 4 };
 // its scratch and tables here, so nothing is allocated or freed inside a step.
 typedef struct nv_backend_plan {
     int max_tokens;          // rows * seq_len of the largest micro-batch
-    int max_pos;             // positions are < max_pos (they restart per sequence)
+    int seq_len;             // the longest row: segments and positions (< seq_len) fit in it
     int d, H, dh, f, V;      // local (tensor-parallel) sizes: d full, H heads, f ffn
     double theta[2];         // RoPE thetas (global, local)
+    int local_window;        // the local layers' window
     int max_segs;            // most segments in a micro-batch (<= max_tokens)
 } nv_backend_plan;
 

@@ -206,11 +206,12 @@ static void lay_out(nv_model *m) {
 
 nv_model *nv_model_create(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
                           int tp_size, const nv_tp_comm *tp, int max_tokens) {
-    return nv_model_create_ex(cfg, be, tp_rank, tp_size, tp, max_tokens, 0);
+    return nv_model_create_ex(cfg, be, tp_rank, tp_size, tp, max_tokens, max_tokens, 0);
 }
 
 nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
-                             int tp_size, const nv_tp_comm *tp, int max_tokens, int recompute) {
+                             int tp_size, const nv_tp_comm *tp, int max_tokens, int seq_len,
+                             int recompute) {
     nv_model *m = nv_calloc(1, sizeof *m);
     m->recompute = recompute;
     m->cfg = *cfg;
@@ -250,8 +251,10 @@ nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, i
                (double)m->arena_size / (1 << 30), be->name);
     lay_out(m);
     if (be->prepare) { // scratch and tables sized once: nothing is allocated inside a step
-        nv_backend_plan plan = {max_tokens, max_tokens, m->d, m->Hl, m->dh, m->fl, m->V,
-                                {cfg->rope_theta_global, cfg->rope_theta_local}, max_tokens};
+        nv_backend_plan plan = {max_tokens, seq_len < max_tokens ? seq_len : max_tokens, m->d,
+                                m->Hl, m->dh, m->fl, m->V,
+                                {cfg->rope_theta_global, cfg->rope_theta_local},
+                                cfg->local_window, max_tokens};
         be->prepare(&plan);
     }
     return m;

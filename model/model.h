@@ -41,8 +41,10 @@ nv_model *nv_model_create(const nv_model_config *cfg, const nv_backend *be, int 
 // The same with activation recomputation ([train] recompute): only each layer's input is
 // kept from the forward pass; the backward recomputes the layer's activations into one
 // shared set of buffers. Same gradients (same bits on CPU), activation memory ~L times less.
+// seq_len: the longest row (segments and positions are shorter), for the backend's plan.
 nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
-                             int tp_size, const nv_tp_comm *tp, int max_tokens, int recompute);
+                             int tp_size, const nv_tp_comm *tp, int max_tokens, int seq_len,
+                             int recompute);
 void nv_model_free(nv_model *m);
 
 const nv_param_table *nv_model_params(const nv_model *m);

@@ -17,8 +17,12 @@ void nv_nccl_free(nv_nccl *c) { (void)c; }
 void nv_nccl_tp_allreduce_act(void *ctx, void *buf, size_t n) { (void)ctx; (void)buf; (void)n; NO_NCCL(NULL); }
 void nv_nccl_grad_bucket(nv_nccl *c, float *grad, size_t lo, size_t hi) { (void)c; (void)grad; (void)lo; (void)hi; NO_NCCL(NULL); }
 void nv_nccl_grad_wait(nv_nccl *c) { (void)c; NO_NCCL(NULL); }
-void nv_nccl_zero1_reduce_scatter(nv_nccl *c, float *grad, size_t total, float *shard) {
-    (void)c; (void)grad; (void)total; (void)shard; NO_NCCL(NULL);
+void nv_nccl_zero1_setup(nv_nccl *c, size_t chunk, size_t total) { (void)c; (void)chunk; (void)total; NO_NCCL(NULL); }
+void nv_nccl_zero1_bucket(nv_nccl *c, const float *grad, size_t lo, size_t hi, float *shard,
+                          size_t shard_lo, size_t shard_hi) {
+    (void)c; (void)grad; (void)lo; (void)hi; (void)shard; (void)shard_lo; (void)shard_hi; NO_NCCL(NULL);
 }
-void nv_nccl_zero1_allgather(nv_nccl *c, float *w, size_t total) { (void)c; (void)w; (void)total; NO_NCCL(NULL); }
+void nv_nccl_zero1_allgather(nv_nccl *c, void *w, size_t total, size_t elem_bytes) {
+    (void)c; (void)w; (void)total; (void)elem_bytes; NO_NCCL(NULL);
+}
 #endif

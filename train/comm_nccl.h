@@ -7,10 +7,12 @@
 // (nv_nccl_available() = 0; everything else stops with a hint).
 //
 // STATUS: compile-verified only. This path builds against NCCL here but has not yet run on
-// a GPU; the CPU path (train/grad_sync.c over MPI) is the tested one.
+// a GPU; the CPU path (train/grad_sync.c over MPI) is the tested one; tests/parallel's
+// test_zero1_nccl runs it where GPUs are present.
 //
-// Streams: the tensor-parallel all-reduce and the ZeRO-1 collectives run on the CUDA
-// backend's compute stream (they sit on the critical path); the gradient buckets run on a
+// Streams: the tensor-parallel all-reduce and the ZeRO-1 all-gather run on the CUDA
+// backend's compute stream (they sit on the critical path); the gradient buckets (all-reduce
+// or, with ZeRO-1, reduce-scatter) run on a
 // side stream that waits, per bucket, for an event recorded on the compute stream at the
 // moment the model's nv_grad_hook reports that bucket complete, and nv_nccl_grad_wait makes
 // the compute stream wait for every bucket's done event.
@@ -52,9 +54,19 @@ static inline void nv_zero1_range_nccl(size_t total, int dp, int r, size_t *lo, 
     *lo = (size_t)r * S;
     *hi = r == dp - 1 ? total : *lo + S;
 }
-// Sum fp32 device gradients grad[0, total) over the data group; this rank's shard (range
-// nv_zero1_range_nccl) lands in shard[0, hi - lo). Compute stream. grad's remainder part is
-// summed in place.
-void nv_nccl_zero1_reduce_scatter(nv_nccl *c, float *grad, size_t total, float *shard);
-// Every rank gets every updated shard of the fp32 device buffer w[0, total) (in place).
-void nv_nccl_zero1_allgather(nv_nccl *c, float *w, size_t total);
+// ZeRO-1 buckets (train/grad_sync.c). Setup, once before the first step: the device staging
+// buffer for one chunk's dp contributions (dp x chunk floats), so nothing is allocated
+// during a step.
+void nv_nccl_zero1_setup(nv_nccl *c, size_t chunk_elems, size_t total);
+// Reduce-scatter of grad[lo, hi) (at most chunk_elems), queued like nv_nccl_grad_bucket on
+// the side stream after an event on the compute stream: each rank's part of the chunk goes to
+// the rank whose shard owns it (grouped ncclSend/ncclRecv), and the owner adds the dp parts
+// in rank order in fp32 (the same sums as the MPI path) into shard (this rank's range
+// [shard_lo, shard_hi) of nv_zero1_range_nccl). nv_nccl_grad_wait waits for these too.
+// With one data rank it is a device copy.
+void nv_nccl_zero1_bucket(nv_nccl *c, const float *grad, size_t lo, size_t hi, float *shard,
+                          size_t shard_lo, size_t shard_hi);
+// Every rank gets every updated shard of the device buffer w[0, total) of elem_bytes elements
+// (in place, compute stream): the bf16 act copy after each step (2 bytes per weight on the
+// wire instead of 4), or the fp32 masters (elem_bytes 4) before a checkpoint is written.
+void nv_nccl_zero1_allgather(nv_nccl *c, void *w, size_t total, size_t elem_bytes);

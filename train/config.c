@@ -38,6 +38,7 @@ typedef struct key_def {
 
 static const char *const device_names[] = {"cpu", "cuda", "auto", NULL};
 static const char *const precision_names[] = {"fp32", "bf16", NULL};
+static const char *const attention_names[] = {"auto", "cudnn", "native", NULL};
 
 #define OFF(field) offsetof(nv_config, field)
 #define BIG 1e15
@@ -78,11 +79,13 @@ static const key_def keys[] = {
 
     {"parallel", "tensor", T_INT, OFF(parallel.tensor), 1, 1024, 0, NULL},
     {"parallel", "zero1", T_BOOL, OFF(parallel.zero1), 0, 1, 0, NULL},
+    {"parallel", "overlap", T_BOOL, OFF(parallel.overlap), 0, 1, 0, NULL},
 
     {"train", "steps", T_LONG, OFF(train.steps), 0, BIG, 0, NULL},
     {"train", "device", T_ENUM, OFF(train.device), 0, 0, 0, device_names},
     {"train", "precision", T_ENUM, OFF(train.precision), 0, 0, 0, precision_names},
     {"train", "recompute", T_BOOL, OFF(train.recompute), 0, 1, 0, NULL},
+    {"train", "attention", T_ENUM, OFF(train.attention), 0, 0, 0, attention_names},
     {"train", "exit-after-minutes", T_DOUBLE, OFF(train.exit_after_minutes), 0, 1e8, 0, NULL},
     {"train", "seed", T_U64, OFF(train.seed), 0, 0, 0, NULL},
     {"train", "max-skipped-steps", T_INT, OFF(train.max_skipped_steps), 0, 1000000, 0, NULL},
@@ -137,11 +140,13 @@ void nv_config_defaults(nv_config *c) {
     o->grad_clip = 1.0;
     c->parallel.tensor = 1;
     c->parallel.zero1 = 0;
+    c->parallel.overlap = 1;
     nv_train_config *t = &c->train;
     t->steps = 1000;
     t->device = NV_DEVICE_AUTO;
     t->precision = NV_PREC_BF16;
     t->recompute = 0;
+    t->attention = NV_ATTN_AUTO;
     t->exit_after_minutes = 0;
     t->seed = 42;
     t->max_skipped_steps = 5;

@@ -46,16 +46,21 @@ typedef struct nv_optim_config {
 typedef struct nv_parallel_config {
     int tensor;
     int zero1;
+    int overlap; // reduce gradient buckets while backward runs (0: after it; same bits)
 } nv_parallel_config;
 
 typedef enum { NV_DEVICE_CPU = 0, NV_DEVICE_CUDA = 1, NV_DEVICE_AUTO = 2 } nv_device_kind;
 typedef enum { NV_PREC_FP32 = 0, NV_PREC_BF16 = 1 } nv_precision;
+// CUDA attention: the faster of the two measured at start-up, cuDNN's fused SDPA, or the
+// hand-written kernel (model/cuda/attention_select.h)
+typedef enum { NV_ATTN_AUTO = 0, NV_ATTN_CUDNN = 1, NV_ATTN_NATIVE = 2 } nv_attn_kind;
 
 typedef struct nv_train_config {
     long steps;
     nv_device_kind device;
     nv_precision precision; // bf16 (mixed, CUDA) or fp32; CPU always computes in fp32
     int recompute;
+    nv_attn_kind attention;    // CUDA only; ignored on CPU
     double exit_after_minutes; // 0 = off
     uint64_t seed;             // weight init seed
     int max_skipped_steps;     // consecutive non-finite steps before the job stops

@@ -102,6 +102,10 @@ typedef struct train_state {
     size_t lo, hi;
     int zero1, staged;
     float *h_master, *h_m, *h_v;
+    // ZeRO-1 with a separate act copy: only the act copy is all-gathered after a step, so the
+    // fp32 masters outside this rank's shard are stale until gathered (before a save)
+    int masters_stale;
+    nv_nccl *nccl;
 } train_state;
 
 static void state_bind(train_state *ts, nv_ckpt_state *s) {
@@ -151,6 +155,12 @@ static void agree_or_exit(const nv_dist *d, int failed, const char *msg, int qui
 static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state *ts, long step) {
     nv_ckpt_state s;
     nv_error err;
+    if (ts->masters_stale) { // ZeRO-1: every rank's updated fp32 shard, for the full masters
+        const size_t total = nv_model_params(ts->model)->total;
+        if (ts->nccl) nv_nccl_zero1_allgather(ts->nccl, nv_model_master(ts->model), total, 4);
+        else nv_zero1_allgather(d, nv_model_master(ts->model), total);
+        ts->masters_stale = 0;
+    }
     state_bind(ts, &s);
     if (ts->staged) {
         const nv_backend *be = nv_model_backend(ts->model);
@@ -372,7 +382,7 @@ static void trainer_open_model(trainer *tr) {
         tr->tpx.buf = nv_malloc(tr->tpx.cap * sizeof(float));
     }
     tr->model = nv_model_create_ex(&cfg->model, tr->be, d->tp_rank, d->tp_size,
-                                   d->tp_size > 1 ? &tpc : NULL, max_tokens, cfg->train.recompute);
+                                   d->tp_size > 1 ? &tpc : NULL, max_tokens, tr->L, cfg->train.recompute);
     nv_model_init_weights(tr->model, cfg->train.seed);
     tr->pt = nv_model_params(tr->model);
     if (root)
@@ -407,6 +417,8 @@ static void trainer_open_optim(trainer *tr) {
     }
     tr->gs = tr->nccl ? nv_grad_sync_create_nccl(d, tr->nccl, grad, pt->total, 0)
                       : nv_grad_sync_create(d, grad, pt->total, 0);
+    nv_grad_sync_set_overlap(tr->gs, tr->cfg->parallel.overlap);
+    if (tr->zero1) nv_grad_sync_set_zero1(tr->gs, tr->shard, tr->lo, tr->hi); // buckets reduce-scatter into shard
     tr->wact = nv_model_weights_act(tr->model) == nv_model_master(tr->model) ? NULL
                                                                             : nv_model_weights_act(tr->model);
     // with more than one data rank, the local gradients are checked before the sum
@@ -424,6 +436,7 @@ static long trainer_open(trainer *tr, const nv_config *cfg, const nv_dist *d) {
     // multi-rank on the cuda backend: collectives through NCCL (train/comm_nccl.h); on every
     // CPU backend (cpu, cpu-bf16) through MPI
     const int on_gpu = strcmp(tr->be->name, "cuda") == 0;
+    if (on_gpu) nv_cuda_set_attention((int)cfg->train.attention); // [train] attention
     tr->nccl = on_gpu && d->world > 1 ? nv_nccl_create(d) : NULL;
     trainer_open_data(tr);
     trainer_open_model(tr);
@@ -431,7 +444,7 @@ static long trainer_open(trainer *tr, const nv_config *cfg, const nv_dist *d) {
     nv_eval_hook_init(&tr->eval_hook, cfg, d); // [log] eval-every on [data] valid
     test_fault_parse(&tr->fault, tr->pt, d);
     tr->ts = (train_state){tr->model, &tr->opt, tr->loader, &tr->consecutive_skips, tr->lo, tr->hi,
-                           tr->zero1, 0, NULL, NULL, NULL};
+                           tr->zero1, 0, NULL, NULL, NULL, 0, tr->nccl};
     const long start_step = maybe_resume(cfg, d, &tr->ts);
     // a resumed run (a requeued job) continues the JSONL log; a fresh one starts it
     if (d->rank == 0 && nv_logger_open(&tr->lg, cfg->log.file, start_step > 0) != 0)
@@ -525,8 +538,8 @@ static void forward_backward(trainer *tr, long step, const step_out *o) {
     test_fault_grad(&tr->fault, tr->d, step + 1, tr->model);
     nv_grad_stats_begin(tr->gst);
     for (int a = 0; a < tr->accum; a++) {
-        if (!tr->zero1) // ZeRO-1 reduce-scatters after the backward
-            nv_model_set_grad_hook(tr->model, a + 1 != tr->accum ? NULL : nv_grad_stats_hook(tr->gst));
+        // buckets are summed (or, with ZeRO-1, reduce-scattered) as the last backward makes them
+        nv_model_set_grad_hook(tr->model, a + 1 != tr->accum ? NULL : nv_grad_stats_hook(tr->gst));
         nv_model_step(tr->model, &tr->mb[a], mlm_scale, st_scale, 1, NULL);
     }
     nv_model_set_grad_hook(tr->model, NULL);
@@ -537,16 +550,9 @@ static void forward_backward(trainer *tr, long step, const step_out *o) {
 // verdict for every rank on whether the step is skipped.
 static void reduce_and_check(trainer *tr, long step, step_out *o) {
     const nv_dist *d = tr->d;
-    const nv_param_table *pt = tr->pt;
     nv_grad_stats_local(tr->gst); // before the data-parallel sum
-    const void *g = nv_model_grad(tr->model);
-    if (tr->zero1) {
-        if (tr->nccl) nv_nccl_zero1_reduce_scatter(tr->nccl, nv_model_grad(tr->model), pt->total, tr->shard);
-        else nv_zero1_reduce_scatter(d, nv_model_grad(tr->model), pt->total, tr->shard);
-        g = tr->shard;
-    } else {
-        nv_grad_sync_finish(tr->gs);
-    }
+    nv_grad_sync_finish(tr->gs); // ZeRO-1: this rank's summed shard is in `shard` now
+    const void *g = tr->zero1 ? (const void *)tr->shard : nv_model_grad(tr->model);
     nv_grad_stats_global(tr->gst, g, tr->lo, tr->hi);
     nv_losses l;
     nv_model_take_losses(tr->model, &l); // waits for the device: the step's one sync point
@@ -618,10 +624,13 @@ static void apply_update(trainer *tr, const step_out *o) {
     tr->consecutive_skips = 0;
     nv_adamw_step(&tr->opt, nv_model_master(tr->model), g, tr->wact, o->lr,
                   nv_clip_scale(&tr->cfg->optim, o->gnorm));
-    if (tr->zero1) {
-        if (tr->nccl) nv_nccl_zero1_allgather(tr->nccl, nv_model_master(tr->model), tr->pt->total);
+    if (tr->zero1 && tr->wact) { // AdamW wrote this shard's act copy: share that (bf16 on GPU)
+        if (tr->nccl) nv_nccl_zero1_allgather(tr->nccl, tr->wact, tr->pt->total, tr->be->act_bytes);
+        else nv_zero1_allgather_bytes(tr->d, tr->wact, tr->pt->total, tr->be->act_bytes);
+        tr->ts.masters_stale = 1; // gathered before a save (save_checkpoint)
+    } else if (tr->zero1) { // act copy = masters (CPU fp32)
+        if (tr->nccl) nv_nccl_zero1_allgather(tr->nccl, nv_model_master(tr->model), tr->pt->total, 4);
         else nv_zero1_allgather(tr->d, nv_model_master(tr->model), tr->pt->total);
-        nv_model_refresh_act(tr->model);
     }
 }
 

@@ -15,9 +15,14 @@
 // Layout: qkv [n, 3d] rows q|k|v, head-major (head h at columns h*dh .. h*dh+dh-1 of each
 // third); out [n, d]; lse [n, H]. Tokens in no segment (pads) get zero out, lse and dqkv.
 // Head dims: multiples of 8 up to 128, on tiles 32, 64 or 128 wide (zero-padded columns).
+//
+// nvc_attention_fwd / _bwd dispatch between these kernels and cuDNN's fused SDPA
+// (attention_cudnn.cu) per [train] attention; see attn_run below.
 #include <mma.h>
 
 #include "common.cuh"
+#include "cuda_api.h"
+#include "model/cuda/attn_plan.h"
 
 using namespace nvcuda;
 
@@ -449,16 +454,8 @@ static void attn_bwd_launch(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const
 #define ATT_DH_HINT "the CUDA attention needs a head dim (hidden-size / num-attn-heads) that is a multiple of 8 and at most 128"
 #define ATT_DH_OK(dh) ((dh) > 0 && (dh) % 8 == 0 && (dh) <= 128)
 
-void nvc_attention_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs *segs, int n,
-                       int H, int dh, int window) {
-    if (n <= 0) return;
-    nvc_ctx *c = nvc();
-    att_check(qkv, "qkv");
-    att_check(out, "out");
-    // pads (tokens in no segment) read as zero
-    CUDA_CHECK(cudaMemsetAsync(out, 0, (size_t)n * H * dh * sizeof(bf16), c->stream));
-    CUDA_CHECK(cudaMemsetAsync(lse, 0, (size_t)n * H * sizeof(float), c->stream));
-    if (segs->n_segs <= 0 || segs->max_len <= 0) return;
+static void native_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs *segs, int H,
+                       int dh, int window) {
     NVC_REQUIRE((segs->max_len + ATT_BQ - 1) / ATT_BQ <= 65535, "segment too long");
     NVC_REQUIRE(ATT_DH_OK(dh), ATT_DH_HINT);
     bf16 *o = (bf16 *)out;
@@ -469,19 +466,12 @@ void nvc_attention_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs
     else attn_fwd_launch<128>(o, l, x, segs, H, dh, window);
 }
 
-void nvc_attention_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,
+static void native_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,
                        const void *lse, const nv_attn_segs *segs, int n, int H, int dh, int window) {
-    if (n <= 0) return;
-    nvc_ctx *c = nvc();
-    att_check(qkv, "qkv");
-    att_check(dqkv, "dqkv");
-    att_check(dout, "dout");
-    CUDA_CHECK(cudaMemsetAsync(dqkv, 0, (size_t)n * 3 * H * dh * sizeof(bf16), c->stream));
-    if (segs->n_segs <= 0 || segs->max_len <= 0) return;
     NVC_REQUIRE(ATT_DH_OK(dh), ATT_DH_HINT);
     float *D = (float *)nvc_scratch((size_t)n * H * sizeof(float));
     const size_t threads = (size_t)n * H * 32;
-    attn_bwd_dot_kernel<<<(unsigned)((threads + 255) / 256), 256, 0, c->stream>>>(
+    attn_bwd_dot_kernel<<<(unsigned)((threads + 255) / 256), 256, 0, nvc()->stream>>>(
         D, (const bf16 *)dout, (const bf16 *)out, n, H, dh);
     LAUNCH_CHECK();
     bf16 *g = (bf16 *)dqkv;
@@ -490,6 +480,151 @@ void nvc_attention_bwd(void *dqkv, const void *dout, const void *qkv, const void
     if (dh <= 32) attn_bwd_launch<32>(g, go, x, l, D, segs, H, dh, window);
     else if (dh <= 64) attn_bwd_launch<64>(g, go, x, l, D, segs, H, dh, window);
     else attn_bwd_launch<128>(g, go, x, l, D, segs, H, dh, window);
+}
+
+// ---------------------------------------------------------------------------------------
+// pads: rows of [0, n) in no segment get zeros (out, lse, dqkv), written by a kernel that
+// visits only those rows (the gaps before each segment and after the last), not a memset of
+// the whole tensor. Segments are sorted by start (backend.h).
+
+__global__ void attn_zero_pads_kernel(bf16 *x, int width, float *y, int ywidth, const int32_t *start,
+                                      const int32_t *len, int n_segs, int n) {
+    const int s = blockIdx.x; // the gap before segment s (s = n_segs: after the last)
+    const int lo = s == 0 ? 0 : start[s - 1] + len[s - 1];
+    const int hi = s == n_segs ? n : start[s];
+    const bool vec = width % 8 == 0 && (uintptr_t)x % 16 == 0;
+    for (int r = lo + blockIdx.y; r < hi; r += gridDim.y) {
+        bf16 *row = x + (size_t)r * width;
+        if (vec)
+            for (int c = threadIdx.x * 8; c < width; c += blockDim.x * 8)
+                *(uint4 *)(row + c) = make_uint4(0u, 0u, 0u, 0u);
+        else
+            for (int c = threadIdx.x; c < width; c += blockDim.x) row[c] = f2bf(0.0f);
+        if (y)
+            for (int c = threadIdx.x; c < ywidth; c += blockDim.x) y[(size_t)r * ywidth + c] = 0.0f;
+    }
+}
+
+static void zero_pads(void *x, int width, void *y, int ywidth, const nv_attn_segs *segs, int n) {
+    const int ns = segs->n_segs > 0 ? segs->n_segs : 0;
+    dim3 grid(ns + 1, 8);
+    attn_zero_pads_kernel<<<grid, 128, 0, nvc()->stream>>>((bf16 *)x, width, (float *)y, ywidth,
+                                                           segs->start, segs->len, ns, n);
+    LAUNCH_CHECK();
+}
+
+// ---------------------------------------------------------------------------------------
+// which implementation ([train] attention, model/cuda/attn_plan.h): decided once per
+// direction and layer kind (global / local), at its first call, on that call's real shapes;
+// in auto mode by timing both (CUDA events, after one untimed run each). The choice is printed
+// once, by the first rank only. A later shape cuDNN cannot serve falls back to native (auto)
+// or stops (cudnn).
+
+static struct {
+    int mode;         // NV_ATTN_MODE_*
+    int choice[2][2]; // [bwd][local]: 0 undecided, else NV_ATTN_MODE_CUDNN / _NATIVE
+    int warned[2][2]; // a fallback to native was reported
+} g_attsel;
+
+extern "C" void nv_cuda_set_attention(int mode) {
+    g_attsel.mode = mode;
+    memset(g_attsel.choice, 0, sizeof g_attsel.choice);
+}
+
+static int first_rank(void) {
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID", "PMIX_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v) == 0;
+    }
+    return 1;
+}
+
+template <class F> static double time_ms(F run) {
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    CUDA_CHECK(cudaEventRecord(e0, nvc()->stream));
+    run();
+    CUDA_CHECK(cudaEventRecord(e1, nvc()->stream));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    return ms;
+}
+
+// Runs the chosen implementation (deciding first when needed). run_cudnn returns 0 when cuDNN
+// ran, -1 when it cannot serve the shape.
+template <class N, class C> static void attn_run(int bwd, int window, N run_native, C run_cudnn) {
+    const int local = window > 0;
+    int *ch = &g_attsel.choice[bwd][local];
+    const char *what = bwd ? (local ? "backward, local layers" : "backward, global layers")
+                           : (local ? "forward, local layers" : "forward, global layers");
+    if (!*ch) {
+        const int mode = g_attsel.mode;
+        int ok = 0;
+        double tn = -1, tc = -1;
+        if (mode != NV_ATTN_MODE_NATIVE) ok = run_cudnn() == 0; // builds the graph, warms up
+        if (ok && mode == NV_ATTN_MODE_AUTO) {
+            run_native(); // warm-up (module load, shared-memory attributes)
+            tn = time_ms(run_native);
+            tc = time_ms([&] { run_cudnn(); });
+        }
+        char msg[512];
+        const int c = nv_attn_choose(mode, ok, nvc_cudnn_attn_why(), tn, tc, what, msg, sizeof msg);
+        if (c < 0) {
+            fprintf(stderr, "[CUDA BACKEND ERROR] %s\n", msg);
+            exit(EXIT_FAILURE);
+        }
+        if (first_rank()) printf("%s\n", msg);
+        *ch = c;
+        // the outputs must be the chosen implementation's: cuDNN ran last when it was chosen
+        if (c == NV_ATTN_MODE_NATIVE) run_native();
+        return;
+    }
+    if (*ch == NV_ATTN_MODE_CUDNN) {
+        if (run_cudnn() == 0) return;
+        if (g_attsel.mode == NV_ATTN_MODE_CUDNN) {
+            fprintf(stderr, "[CUDA BACKEND ERROR] [train] attention = cudnn, but cuDNN cannot run "
+                    "attention %s for this batch: %s\n---> HINT: set [train] attention = auto or native\n",
+                    what, nvc_cudnn_attn_why());
+            exit(EXIT_FAILURE);
+        }
+        if (!g_attsel.warned[bwd][local] && first_rank())
+            printf("attention %s: native for a batch cuDNN cannot serve (%s)\n", what, nvc_cudnn_attn_why());
+        g_attsel.warned[bwd][local] = 1;
+    }
+    run_native();
+}
+
+void nvc_attention_prepare(int max_tokens, int seq_len, int H, int dh, int local_window) {
+    if (g_attsel.mode != NV_ATTN_MODE_NATIVE)
+        nvc_cudnn_attn_prepare(max_tokens, seq_len, H, dh, local_window);
+}
+
+void nvc_attention_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs *segs, int n,
+                       int H, int dh, int window) {
+    if (n <= 0) return;
+    att_check(qkv, "qkv");
+    att_check(out, "out");
+    zero_pads(out, H * dh, lse, H, segs, n); // pads (tokens in no segment) read as zero
+    if (segs->n_segs <= 0 || segs->max_len <= 0) return;
+    attn_run(0, window, [&] { native_fwd(out, lse, qkv, segs, H, dh, window); },
+             [&] { return nvc_cudnn_attn_fwd(out, lse, qkv, segs, n, H, dh, window); });
+}
+
+void nvc_attention_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,
+                       const void *lse, const nv_attn_segs *segs, int n, int H, int dh, int window) {
+    if (n <= 0) return;
+    att_check(qkv, "qkv");
+    att_check(dqkv, "dqkv");
+    att_check(dout, "dout");
+    zero_pads(dqkv, 3 * H * dh, NULL, 0, segs, n);
+    if (segs->n_segs <= 0 || segs->max_len <= 0) return;
+    attn_run(1, window, [&] { native_bwd(dqkv, dout, qkv, out, lse, segs, n, H, dh, window); },
+             [&] { return nvc_cudnn_attn_bwd(dqkv, dout, qkv, out, lse, segs, n, H, dh, window); });
 }
 
 // D = rowsum(dO o O) per (token, head) of the backward

@@ -45,6 +45,9 @@ static void nvc_prepare(const nv_backend_plan *p) {
     for (int i = 0; i < 3; i++) need = more[i] > need ? more[i] : need;
     if (need > c->scratch_bytes) scratch_alloc(c, need);
     c->scratch_fixed = 1;
+    // tables and cuDNN graphs/workspace for these shapes, now rather than inside a step
+    nvc_rope_prepare(p->seq_len, p->dh, p->theta[0], p->theta[1]);
+    nvc_attention_prepare(p->max_tokens, p->seq_len, p->H, p->dh, p->local_window);
 }
 
 // The table, filled by name (the order of backend.h's fields does not matter here).

@@ -1,6 +1,7 @@
 // comm.cu - NCCL for the CUDA backend (design section 8): communicators per process group,
 // the tensor-parallel bf16 activation all-reduce, data-parallel gradient buckets on a side
-// stream ordered by events, ZeRO-1 reduce-scatter / all-gather. API: train/comm_nccl.h.
+// stream ordered by events, ZeRO-1 bucketed reduce-scatter (rank-ordered fp32 sums) and the
+// all-gather of the updated weights (bf16 act copy; fp32 masters only for checkpoints). API: train/comm_nccl.h.
 //
 // STATUS: COMPILE-VERIFIED ONLY. Built and linked against NCCL 2.28 here (no GPU on the build
 // machine); not yet run on a GPU. The CPU path (train/grad_sync.c, MPI) is the tested one.
@@ -28,6 +29,8 @@ struct nv_nccl {
     cudaStream_t side;        // data-parallel gradient buckets
     cudaEvent_t *ready, *done; // per bucket of the current step
     int n_ev, cap_ev;         // events used this step / created
+    float *stage;             // ZeRO-1: dp x chunk contributions of one chunk (side stream)
+    size_t chunk, total;      // chunk capacity; elements of the flat buffers (shard ranges)
 };
 
 static const char *nccl_hint(ncclResult_t r) {
@@ -114,6 +117,7 @@ extern "C" void nv_nccl_free(nv_nccl *c) {
     }
     free(c->ready);
     free(c->done);
+    if (c->stage) CUDA_CHECK_D(c, cudaFree(c->stage));
     if (c->side) CUDA_CHECK_D(c, cudaStreamDestroy(c->side));
     if (c->tp) NCCL_CHECK(c, c->tp, ncclCommDestroy(c->tp));
     if (c->dp) NCCL_CHECK(c, c->dp, ncclCommDestroy(c->dp));
@@ -162,33 +166,75 @@ extern "C" void nv_nccl_grad_wait(nv_nccl *c) {
     }
 }
 
-// [0, dp*S) by one reduce-scatter of count S into shard; the remainder [dp*S, total) (fewer
-// than dp elements) summed in place and copied to the last rank's shard tail.
-extern "C" void nv_nccl_zero1_reduce_scatter(nv_nccl *c, float *grad, size_t total, float *shard) {
-    const int dp = c->d->dp_size, r = c->d->dp_rank;
-    cudaStream_t s = nvc()->stream;
-    if (!c->dp) {
-        CUDA_CHECK_D(c, cudaMemcpyAsync(shard, grad, total * 4, cudaMemcpyDeviceToDevice, s));
+extern "C" void nv_nccl_zero1_setup(nv_nccl *c, size_t chunk, size_t total) {
+    c->total = total;
+    if (!c->dp || c->stage) return;
+    c->chunk = chunk;
+    CUDA_CHECK_D(c, cudaMalloc(&c->stage, sizeof(float) * chunk * (size_t)c->d->dp_size));
+}
+
+// out[i] = sum over r in order 0..dp-1 of stage[r * m + i]: fp32, the MPI path's order
+__global__ void zero1_sum_kernel(float *out, const float *stage, size_t m, int dp) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < m; i += (size_t)gridDim.x * blockDim.x) {
+        float acc = stage[i];
+        for (int r = 1; r < dp; r++) acc += stage[(size_t)r * m + i];
+        out[i] = acc;
+    }
+}
+
+extern "C" void nv_nccl_zero1_bucket(nv_nccl *c, const float *grad, size_t lo, size_t hi, float *shard,
+                                     size_t shard_lo, size_t shard_hi) {
+    if (hi <= lo) return;
+    const int dp = c->d->dp_size;
+    if (!c->dp) { // one data rank: the shard is the whole buffer
+        CUDA_CHECK_D(c, cudaMemcpyAsync(shard + (lo - shard_lo), grad + lo, (hi - lo) * 4,
+                                        cudaMemcpyDeviceToDevice, nvc()->stream));
         return;
     }
-    const size_t S = total / (size_t)dp, rem = total - S * (size_t)dp;
+    if (!c->stage || hi - lo > c->chunk)
+        nv_dist_abort(c->d, "nv_nccl_zero1_bucket: a chunk of %zu elements but a staging buffer for %zu\n"
+                      "---> HINT: nv_grad_sync_set_zero1 sets it up; call it before the first step",
+                      hi - lo, c->chunk);
+    grow_events(c);
+    const int i = c->n_ev++;
+    // the gradients of [lo, hi) are complete once the compute stream reaches this point
+    CUDA_CHECK_D(c, cudaEventRecord(c->ready[i], nvc()->stream));
+    CUDA_CHECK_D(c, cudaStreamWaitEvent(c->side, c->ready[i], 0));
+    const size_t a = shard_lo > lo ? shard_lo : lo, b = shard_hi < hi ? shard_hi : hi;
+    const size_t m = b > a ? b - a : 0; // this rank's part of the chunk
+    // every rank's part to its owner; the dp parts of ours into stage[r * m ...]
     NCCL_CHECK(c, c->dp, ncclGroupStart());
-    if (S) NCCL_CHECK(c, c->dp, ncclReduceScatter(grad, shard, S, ncclFloat32, ncclSum, c->dp, s));
-    if (rem) NCCL_CHECK(c, c->dp, ncclAllReduce(grad + S * dp, grad + S * dp, rem, ncclFloat32, ncclSum, c->dp, s));
+    for (int r = 0; r < dp; r++) {
+        size_t rlo, rhi;
+        nv_zero1_range_nccl(c->total, dp, r, &rlo, &rhi);
+        const size_t x = rlo > lo ? rlo : lo, y = rhi < hi ? rhi : hi;
+        if (y > x) NCCL_CHECK(c, c->dp, ncclSend(grad + x, y - x, ncclFloat32, r, c->dp, c->side));
+        if (m) NCCL_CHECK(c, c->dp, ncclRecv(c->stage + (size_t)r * m, m, ncclFloat32, r, c->dp, c->side));
+    }
     NCCL_CHECK(c, c->dp, ncclGroupEnd());
-    if (rem && r == dp - 1)
-        CUDA_CHECK_D(c, cudaMemcpyAsync(shard + S, grad + S * dp, rem * 4, cudaMemcpyDeviceToDevice, s));
+    if (m) {
+        zero1_sum_kernel<<<nvc_blocks(m, 256), 256, 0, c->side>>>(shard + (a - shard_lo), c->stage, m, dp);
+        CUDA_CHECK_D(c, cudaGetLastError());
+    }
+    CUDA_CHECK_D(c, cudaEventRecord(c->done[i], c->side));
 }
 
 // In place: rank r's shard already sits at w + r*S (ncclAllGather's in-place form); the
-// remainder is broadcast from the last rank.
-extern "C" void nv_nccl_zero1_allgather(nv_nccl *c, float *w, size_t total) {
+// remainder is broadcast from the last rank. Elements of 2 bytes go as bf16, 4 as fp32
+// (NCCL only moves the bytes here, nothing is added).
+extern "C" void nv_nccl_zero1_allgather(nv_nccl *c, void *w, size_t total, size_t elem_bytes) {
     if (!c->dp) return;
     const int dp = c->d->dp_size, r = c->d->dp_rank;
+    if (elem_bytes != 2 && elem_bytes != 4)
+        nv_dist_abort(c->d, "nv_nccl_zero1_allgather: elements of %zu bytes (2 or 4 expected)", elem_bytes);
+    const ncclDataType_t t = elem_bytes == 2 ? ncclBfloat16 : ncclFloat32;
+    char *p = (char *)w;
     cudaStream_t s = nvc()->stream;
     const size_t S = total / (size_t)dp, rem = total - S * (size_t)dp;
     NCCL_CHECK(c, c->dp, ncclGroupStart());
-    if (S) NCCL_CHECK(c, c->dp, ncclAllGather(w + (size_t)r * S, w, S, ncclFloat32, c->dp, s));
-    if (rem) NCCL_CHECK(c, c->dp, ncclBroadcast(w + S * dp, w + S * dp, rem, ncclFloat32, dp - 1, c->dp, s));
+    if (S) NCCL_CHECK(c, c->dp, ncclAllGather(p + (size_t)r * S * elem_bytes, p, S, t, c->dp, s));
+    if (rem)
+        NCCL_CHECK(c, c->dp, ncclBroadcast(p + S * dp * elem_bytes, p + S * dp * elem_bytes, rem, t,
+                                           dp - 1, c->dp, s));
     NCCL_CHECK(c, c->dp, ncclGroupEnd());
 }

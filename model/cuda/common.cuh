@@ -228,3 +228,24 @@ void nvc_scale(void *x, double s, size_t n);
 void nvc_adamw(void *w, void *m, void *v, const void *g, void *w_act, size_t n, double lr,
                double beta1, double beta2, double eps, double wd, double bc1, double bc2,
                double gscale);
+
+// ---------------------------------------------------------------------------------------
+// issue 15 (added at the end, see the lead's contracts): preparation with the largest
+// shapes, so that no step allocates, and the cuDNN attention path. Until backend.h's
+// prepare entry lands, each op prepares itself at its first use when nobody called these.
+
+// rope.cu: the fp32 cos/sin tables of both thetas for positions < max_pos
+void nvc_rope_prepare(int max_pos, int dh, double theta_global, double theta_local);
+// attention.cu: cuDNN handle, ragged-offset buffers and workspace (graphs of the largest
+// shapes built now); nothing when [train] attention = native
+void nvc_attention_prepare(int max_tokens, int seq_len, int H, int dh, int local_window);
+// attention_cudnn.cu: cuDNN's fused attention over the packed segments (ragged layout, the
+// +-window band, lse in our [n, H] natural-log layout, deterministic backward). Return 0
+// when cuDNN ran, -1 when it cannot serve this shape (nvc_cudnn_attn_why says why). Pads are
+// the caller's (attention.cu zeroes them).
+int nvc_cudnn_attn_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs *segs, int n,
+                       int H, int dh, int window);
+int nvc_cudnn_attn_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,
+                       const void *lse, const nv_attn_segs *segs, int n, int H, int dh, int window);
+const char *nvc_cudnn_attn_why(void);
+void nvc_cudnn_attn_prepare(int max_tokens, int seq_len, int H, int dh, int local_window);

@@ -13,6 +13,18 @@ extern "C" {
 // value clears it.
 void nv_cuda_set_local_rank(int local_rank);
 
+// [train] attention (nv_attn_kind of train/config.h: 0 auto, 1 cudnn, 2 native). Call before
+// the first attention op; model/cuda/attention.cu decides per direction and layer kind at
+// its first call and prints the choice. Default auto.
+void nv_cuda_set_attention(int mode);
+
+// Tests and benchmarks: 1 when cuDNN's fused attention can run this shape (its graph is built
+// now, deterministic backward included), else 0 and *why says why (built without the
+// cudnn-frontend headers, a GPU older than Hopper, ...).
+struct nv_attn_segs;
+int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, int H, int dh,
+                               int window, const char **why);
+
 #ifdef __cplusplus
 }
 #endif

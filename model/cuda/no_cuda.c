@@ -11,3 +11,10 @@ const nv_backend *nv_backend_cuda(const char **why) {
 }
 
 void nv_cuda_set_local_rank(int local_rank) { (void)local_rank; }
+void nv_cuda_set_attention(int mode) { (void)mode; }
+int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, int H, int dh,
+                               int window, const char **why) {
+    (void)bwd; (void)segs; (void)n; (void)H; (void)dh; (void)window;
+    if (why) *why = "nvwa was built without CUDA";
+    return 0;
+}

@@ -44,8 +44,8 @@ int main(void) {
     for (int k = 0; k < 2; k++) {
         const nv_backend *be = bes[k];
         const int rows = 2, L = 64;
-        nv_model *m0 = nv_model_create_ex(&c, be, 0, 1, NULL, rows * L, 0);
-        nv_model *m1 = nv_model_create_ex(&c, be, 0, 1, NULL, rows * L, 1);
+        nv_model *m0 = nv_model_create_ex(&c, be, 0, 1, NULL, rows * L, L, 0);
+        nv_model *m1 = nv_model_create_ex(&c, be, 0, 1, NULL, rows * L, L, 1);
         const nv_param_table *t = nv_model_params(m0);
         double *w = nv_malloc(t->total * sizeof(double)), *g0 = nv_malloc(t->total * sizeof(double)),
                *g1 = nv_malloc(t->total * sizeof(double));

@@ -3,6 +3,7 @@
 #  - DP=2 with micro-batch m equals DP=1 with 2 accumulation steps
 #  - TP=2 and TP=4 equal TP=1 (losses and weights after 10 steps)
 #  - TP=2 x DP=2 on 4 ranks, ZeRO-1 on and off give the same weights
+#  - ZeRO-1 at DP=3 with and without overlap ([parallel] overlap) gives the same bits
 #  - layouts that cannot work fail before any work with one line
 # PRECISION fp32 (default: the CPU reference; weights <= 1e-6 relative for DP and ZeRO-1,
 # 1e-5 for TP) or bf16 (cpu-bf16, or DEVICE=cuda: the GPU with NCCL). bf16 tolerances:
@@ -66,6 +67,14 @@ run tpdpz 4 data.global-batch=4 parallel.tensor=2 parallel.zero1=true
 close tpdp tpdpz $TZ
 close dp1 tpdp $TTP
 close dp1 tpdpz $TTP
+
+# ZeRO-1 at 3 data ranks (float sums of 3 are order-sensitive): buckets reduce-scattered while
+# backward runs and after it give the same bits
+run z3 3 data.global-batch=6 parallel.zero1=true
+run z3n 3 data.global-batch=6 parallel.zero1=true parallel.overlap=false
+close z3 z3n 0
+run z3d 3 data.global-batch=6
+close z3 z3d 1e-6
 
 # layouts that cannot work: one line from nvwa, non-zero exit, no training
 bad() { # expect-text np args...
