@@ -7,6 +7,7 @@
 #     padded, on generated sequences and real RNA (/work/shared/data when present);
 #   - export -> import -> export is byte-identical (README.md: but for its name and step);
 #   - the imported checkpoint embeds to the same bits and trains on (resume at step 0);
+#   - a directory transformers wrote itself (save_pretrained) imports to the same model;
 #   - refusals: a first-attn-norm = true model, and configs nvwa cannot express (naming the key).
 # Skipped (77) where tools/install-hf-env could not make its venv (no PyPI).
 set -euo pipefail
@@ -82,8 +83,29 @@ run_case tiny 256
 run_case window128 512 model.hidden-size=64 model.num-attn-heads=2 model.ffn-hidden-size=172 \
     model.num-layers=4 model.local-window=128 data.micro-batch=2 data.global-batch=2
 
-# --- refusals -----------------------------------------------------------------------------
+# a model saved by transformers itself (save_pretrained: its own config.json layout, no
+# struct_head.safetensors) imports as a third-party ModernBERT: same MLM model to 1e-5
 w="$tmp/tiny"
+"$PY" - "$w/hf" "$tmp/saved" <<'EOF2' || fail "save_pretrained"
+import sys
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+AutoModelForMaskedLM.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])
+AutoTokenizer.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2])
+EOF2
+"$CK" import --hf "$tmp/saved" -o "$tmp/saved_ck" > "$tmp/saved.out" || fail "import of a save_pretrained directory"
+grep -q "no struct_head.safetensors" "$tmp/saved.out" || fail "import did not say the structure head starts from the init"
+"$EMBED" -c "$tmp/saved_ck" "$w/seqs.fa" -o "$tmp/saved.h5" --logits -d cpu -q || fail "nvwa-embed (save_pretrained import)"
+"$PY" - "$w/emb.h5" "$tmp/saved.h5" <<'EOF2' || fail "the save_pretrained import computes another model"
+import sys, h5py, numpy as np
+a, b = (h5py.File(p, "r") for p in sys.argv[1:3])
+for k in ("hidden", "mlm_logits"):
+    x, y = a[k][:].astype(np.float64), b[k][:].astype(np.float64)
+    r = np.abs(x - y).max() / np.abs(x).max()
+    print(f"save_pretrained -> import: {k} max relative difference {r:.2e}")
+    assert r <= 1e-5, k
+EOF2
+
+# --- refusals -----------------------------------------------------------------------------
 refuse() { # what expected-substring command...
     local what=$1 want=$2
     shift 2
