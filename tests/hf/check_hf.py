@@ -120,9 +120,8 @@ def cmd_compare(hf_dir, emb, fasta, bf16_dir):
                 ok = False
                 print(f"FAIL {name}: tokenizer ids {ids[:12]}... expected {nvwa_ids(s)[:12]}...")
                 continue
-            out = model(**enc, output_hidden_states=True)
-            h = out.hidden_states[-1][0, 1:-1]           # = last_hidden_state, <cls>/<eos> stripped
-            lg = out.logits[0, 1:-1]
+            h = model.model(**enc).last_hidden_state[0, 1:-1]   # <cls>/<eos> stripped
+            lg = model(**enc).logits[0, 1:-1]
             a, b = offs[i], offs[i + 1]
             check("hidden", h, hidden[a:b])
             check("mlm", lg, mlm[a:b])

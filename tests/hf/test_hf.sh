@@ -105,6 +105,13 @@ for k in ("hidden", "mlm_logits"):
     assert r <= 1e-5, k
 EOF2
 
+# the model card takes evaluation figures from an nvwa-eval -o file
+printf '{"checkpoint": "x", "step": 4, "n_seqs": 12, "n_tokens": 3456, "mlm_loss": 1.25, "perplexity": 3.4903, "mlm_acc": 0.4567, "struct_acc": 0.789}\n' > "$tmp/eval.json"
+"$CK" export "$w/ck" --hf "$tmp/carded" --eval "$tmp/eval.json" > /dev/null || fail "export --hf --eval"
+grep -q '^| perplexity | 3.4903 |$' "$tmp/carded/README.md" && grep -q '^| masked-LM accuracy | 45.67% |$' "$tmp/carded/README.md" ||
+    fail "README.md lacks the evaluation figures"
+echo "model card: evaluation figures from --eval"
+
 # --- refusals -----------------------------------------------------------------------------
 refuse() { # what expected-substring command...
     local what=$1 want=$2
