@@ -860,7 +860,11 @@ static int import_config(const char *dir, const char *config_ini, const nv_model
         c->model.structure_input = keep.structure_input;
         c->model.struct_loss_weight = keep.struct_loss_weight;
     }
-    snprintf(c->checkpoint.dir, sizeof c->checkpoint.dir, "%s", out_root);
+    char cwd[NV_PATH_MAX];
+    if (out_root[0] != '/' && getcwd(cwd, sizeof cwd)) // config.ini works from any directory
+        snprintf(c->checkpoint.dir, sizeof c->checkpoint.dir, "%.*s/%s", (int)(sizeof cwd / 2), cwd, out_root);
+    else
+        snprintf(c->checkpoint.dir, sizeof c->checkpoint.dir, "%s", out_root);
     snprintf(c->checkpoint.resume, sizeof c->checkpoint.resume, "auto");
     if (nv_config_validate(c, c->parallel.tensor, err)) return -1;
     return 0;
