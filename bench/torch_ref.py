@@ -66,7 +66,7 @@ def need(*mods):
 
 MODEL_KEYS = ["num-layers", "hidden-size", "ffn-hidden-size", "num-attn-heads", "vocab-size",
               "local-window", "global-attn-every", "rope-theta-global", "rope-theta-local",
-              "structure-input", "struct-loss-weight"]
+              "structure-input", "first-attn-norm", "struct-loss-weight"]
 
 
 def _bool(s):
@@ -93,6 +93,8 @@ class Cfg:
             self.theta_g = float(kv["rope-theta-global"])
             self.theta_l = float(kv["rope-theta-local"])
             self.struct_input = _bool(kv.get("structure-input", "true"))
+            # layer 0's attention LayerNorm; false (nvwa's default) as in ModernBERT
+            self.first_ln = _bool(kv.get("first-attn-norm", "false"))
             self.w = float(kv.get("struct-loss-weight", "0.5"))
         except KeyError as e:
             die(f"model config: missing key {e}")
@@ -110,7 +112,7 @@ class Cfg:
                 "num-attn-heads": self.H, "vocab-size": self.V, "local-window": self.window,
                 "global-attn-every": self.global_every, "rope-theta-global": self.theta_g,
                 "rope-theta-local": self.theta_l, "structure-input": self.struct_input,
-                "struct-loss-weight": self.w}
+                "first-attn-norm": self.first_ln, "struct-loss-weight": self.w}
 
 
 def read_ini(path, overrides=()):
@@ -143,7 +145,9 @@ def param_shapes(c):
         s.append(("embed.struct", (4, d)))
     s.append(("embed.norm.weight", (d,)))
     for l in range(c.L):
-        s += [(f"layers.{l}.attn_norm.weight", (d,)), (f"layers.{l}.attn.wqkv", (3 * d, d)),
+        if l > 0 or c.first_ln:
+            s.append((f"layers.{l}.attn_norm.weight", (d,)))
+        s += [(f"layers.{l}.attn.wqkv", (3 * d, d)),
               (f"layers.{l}.attn.wo", (d, d)), (f"layers.{l}.mlp_norm.weight", (d,)),
               (f"layers.{l}.mlp.w_in", (2 * f, d)), (f"layers.{l}.mlp.w_out", (d, f))]
     s += [("final_norm.weight", (d,)), ("head.mlm.dense", (d, d)), ("head.mlm.norm.weight", (d,)),
@@ -218,7 +222,8 @@ def build_model_class(torch):
             c = self.c
             B, S, d = x.shape
             pre = f"layers.{l}."
-            a = self.ln(x, self.P(pre + "attn_norm.weight"))
+            # layer 0 attends over LN_emb's output unless first-attn-norm
+            a = self.ln(x, self.P(pre + "attn_norm.weight")) if l > 0 or c.first_ln else x
             qkv = a @ self.P(pre + "attn.wqkv").t()                 # [B, S, 3d] rows q|k|v
             q, k, v = qkv.view(B, S, 3, c.H, c.dh).unbind(2)         # head-major
             theta = c.theta_g if c.is_global(l) else c.theta_l
@@ -471,9 +476,11 @@ def cmd_check(a):
         fh = safe_open(a.check, framework="pt", device="cpu")
     except Exception as e:
         die(f"{a.check}: cannot read as safetensors: {e}")
-    meta = fh.metadata() or {}
+    meta = dict(fh.metadata() or {})
     if meta.get("format") != "nvwa":
         die(f"{a.check}: no __metadata__ format=nvwa (not an `nvwa-ckpt export` file)")
+    if "first-attn-norm" not in meta:   # exported before the key existed: read the tensors
+        meta["first-attn-norm"] = str("layers.0.attn_norm.weight" in fh.keys())
     c = Cfg(meta)
     Model = build_model_class(torch)
     model = Model(c, dtype=dtype, device=device)

@@ -15,7 +15,7 @@ int64_t nv_param_count_matmul(const nv_model_config *m) {
 static int64_t replicated_params(const nv_model_config *m) {
     int64_t d = m->hidden_size, V = m->vocab_size;
     int64_t n = V * d + (m->structure_input ? 4 * d : 0) + d; // embed.tok, embed.struct, embed.norm
-    n += (int64_t)m->num_layers * 2 * d;                       // attn_norm, mlp_norm
+    n += (int64_t)(2 * m->num_layers - !m->first_attn_norm) * d; // attn_norm, mlp_norm
     n += d;                                                    // final_norm
     n += d * d + d + V;                                        // head.mlm.dense, .norm, .bias
     n += 3 * d + 3;                                            // head.struct.weight, .bias

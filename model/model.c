@@ -162,7 +162,9 @@ static void lay_out(nv_model *m) {
             a->x_in = keep.x_in;
             continue;
         }
-        a->a = alloc_act(m, n * d);
+        // layer 0 without LN_attn: a is x_in itself (recompute keeps the buffer shared
+        // by the layers above and re-aliases layer 0's after the loop)
+        a->a = l == 0 && !m->cfg.first_attn_norm && !recompute ? a->x_in : alloc_act(m, n * d);
         a->mean1 = alloc_state(m, n);
         a->rstd1 = alloc_state(m, n);
         a->qkv = alloc_act(m, n * 3 * m->dl);
@@ -175,6 +177,7 @@ static void lay_out(nv_model *m) {
         a->gu = alloc_act(m, n * 2 * m->fl);
         a->h = alloc_act(m, n * m->fl);
     }
+    if (!m->cfg.first_attn_norm) m->la[0].a = m->la[0].x_in;
     m->x_out = alloc_act(m, n * d);
     m->hf = alloc_act(m, n * d);
     m->meanf = alloc_state(m, n);
@@ -400,8 +403,9 @@ static void model_forward(nv_model *m, const nv_attn_segs *segs, int n, int nm, 
     be->embed_fwd(m->emb, m->tok, m->sin, W(m, id->embed_tok),
                   id->embed_struct >= 0 ? W(m, id->embed_struct) : NULL, n, d);
     be->layernorm_fwd(m->la[0].x_in, m->mean0, m->rstd0, m->emb, LNW(m, id->embed_norm), n, d);
-    be->layernorm_fwd(m->la[0].a, m->la[0].mean1, m->la[0].rstd1, m->la[0].x_in,
-                      LNW(m, id->layers[0].attn_norm), n, d);
+    if (id->layers[0].attn_norm >= 0) // else a aliases x_in
+        be->layernorm_fwd(m->la[0].a, m->la[0].mean1, m->la[0].rstd1, m->la[0].x_in,
+                          LNW(m, id->layers[0].attn_norm), n, d);
     for (int l = 0; l < m->L; l++) {
         layer_acts *a = &m->la[l];
         layer_forward(m, l, segs, n);
@@ -493,7 +497,8 @@ static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm,
         layer_acts *a = &m->la[l];
         const nv_layer_ids *li = &id->layers[l];
         if (m->recompute) { // the same ops as the forward, so the same values
-            be->layernorm_fwd(a->a, a->mean1, a->rstd1, a->x_in, LNW(m, li->attn_norm), n, d);
+            if (li->attn_norm >= 0)
+                be->layernorm_fwd(a->a, a->mean1, a->rstd1, a->x_in, LNW(m, li->attn_norm), n, d);
             layer_forward(m, l, segs, n);
         }
         const int global = nv_config_is_global_layer(&m->cfg, l);
@@ -512,9 +517,12 @@ static void model_backward(nv_model *m, const nv_attn_segs *segs, int n, int nm,
         be->rope_bwd(m->dbig, m->pos, n, Hl, dh, theta);
         be->matmul_bwd(dnorm, G(m, li->wqkv), NULL, m->dbig, a->a, W(m, li->wqkv), n, d, 3 * dl);
         tp_allreduce(m, dnorm, (size_t)n * d);
-        be->layernorm_bwd(dstream, G(m, li->attn_norm), dnorm, a->x_in, LNW(m, li->attn_norm),
-                          a->mean1, a->rstd1, n, d);
-        grads_ready(m, li->attn_norm, li->w_out);
+        if (li->attn_norm >= 0)
+            be->layernorm_bwd(dstream, G(m, li->attn_norm), dnorm, a->x_in, LNW(m, li->attn_norm),
+                              a->mean1, a->rstd1, n, d);
+        else // a = x_in: the gradient lands on the stream as it is
+            be->add(dstream, dstream, dnorm, (size_t)n * d);
+        grads_ready(m, li->attn_norm >= 0 ? li->attn_norm : li->wqkv, li->w_out);
     }
     // LN_emb and the embeddings
     be->zero(dnorm, (size_t)n * d * be->act_bytes);

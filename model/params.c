@@ -52,7 +52,9 @@ void nv_params_build(nv_param_table *t, nv_param_ids *ids, const nv_model_config
     for (int l = 0; l < L; l++) {
         nv_layer_ids *li = &ids->layers[l];
 #define LNAME(s) (snprintf(name, sizeof name, "layers.%d.%s", l, s), name)
-        li->attn_norm = add(t, LNAME("attn_norm.weight"), d, 1, 1, NV_SPLIT_NONE, 1, 0, NV_INIT_ONES, 0);
+        // layer 0 has no LN_attn unless first-attn-norm (ModernBERT: LN_emb just ran)
+        li->attn_norm = l > 0 || m->first_attn_norm
+            ? add(t, LNAME("attn_norm.weight"), d, 1, 1, NV_SPLIT_NONE, 1, 0, NV_INIT_ONES, 0) : -1;
         li->wqkv = add(t, LNAME("attn.wqkv"), 3 * d, d, 2, NV_SPLIT_ROWS, 3, 1, NV_INIT_NORMAL, std);
         li->wo = add(t, LNAME("attn.wo"), d, d, 2, NV_SPLIT_COLS, 1, 1, NV_INIT_NORMAL_OUT, std_out);
         li->mlp_norm = add(t, LNAME("mlp_norm.weight"), d, 1, 1, NV_SPLIT_NONE, 1, 0, NV_INIT_ONES, 0);

@@ -38,7 +38,8 @@ typedef struct nv_param_table {
 
 // Indices into the table for the tensors of one layer and the rest.
 typedef struct nv_layer_ids {
-    int attn_norm, wqkv, wo, mlp_norm, w_in, w_out;
+    int attn_norm; // -1 for layer 0 without first-attn-norm
+    int wqkv, wo, mlp_norm, w_in, w_out;
 } nv_layer_ids;
 
 typedef struct nv_param_ids {

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tools/hf.h"
+#include "tools/safetensors.h"
 #include "train/checkpoint.h"
 
 static void usage(FILE *f) {
@@ -26,11 +28,23 @@ static void usage(FILE *f) {
             "                                   zero1 off (same step, cursor, optimizer state)\n"
             "  export DIR -o FILE [--dtype fp32|bf16]\n"
             "                                   full tensors as safetensors with the design's names\n"
+            "  export DIR --hf OUT [--dtype fp32|bf16] [--eval EVAL.json]\n"
+            "                                   a Hugging Face ModernBERT directory (config, weights,\n"
+            "                                   tokenizer, structure head, model card) that\n"
+            "                                   transformers loads as is (docs/huggingface.md)\n"
+            "  import --hf HFDIR -o OUT [--config INI]\n"
+            "                                   a ModernBERT directory into a new checkpoint root OUT\n"
+            "                                   at step 0 with fresh optimizer state, plus\n"
+            "                                   OUT/config.ini to continue pretraining\n"
             "\n"
             "options:\n"
             "  -t, --tensor N    tensor-parallel degree of the resharded checkpoint\n"
-            "  -o, --output P    output root (reshard) or file (export)\n"
+            "  -o, --output P    output root (reshard, import) or file (export)\n"
+            "      --hf DIR      Hugging Face directory: written by export, read by import\n"
             "  -d, --dtype T     export dtype: fp32 (default) or bf16 (round to nearest even)\n"
+            "  -e, --eval FILE   export --hf: an nvwa-eval -o file for the model card (default:\n"
+            "                    the newest eval record of the run's [log] file, if readable)\n"
+            "  -c, --config INI  import: the training config to store ([model] must agree)\n"
             "  -h, --help        this text\n"
             "\n"
             "exit status: 0 ok, 1 failure (bad checkpoint, I/O), 2 usage error\n");
@@ -164,26 +178,6 @@ static int cmd_reshard(const char *path, int tensor, const char *out) {
     return rc;
 }
 
-static uint16_t bf16_rne(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // quiet NaN
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
-
-static int write_all(int fd, const void *p, size_t n, const char *path, nv_error *e) {
-    const char *c = p;
-    while (n) {
-        ssize_t w = write(fd, c, n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) return nv_seterr(e, "%s: write failed: %s\n---> HINT: is the disk full?", path, strerror(errno));
-        c += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int cmd_export(const char *path, const char *out, int bf16) {
     char dir[NV_PATH_MAX];
     nv_ckpt_manifest m;
@@ -195,91 +189,71 @@ static int cmd_export(const char *path, const char *out, int bf16) {
     nv_ckpt_state s;
     memset(&s, 0, sizeof s);
     s.t = &t;
-    s.master = nv_malloc(sizeof(float) * t.total);
+    s.master = nv_malloc(sizeof(float) * (t.total + 1));
     int rc = 0;
     if (nv_ckpt_load_local(dir, &m, &s, &e)) rc = fail(e.msg);
-    // header: __metadata__ first, then tensors in table order, data back to back
-    char *hdr = NULL;
-    size_t hlen = 0;
-    FILE *h = open_memstream(&hdr, &hlen);
-    if (!h) rc = fail("open_memstream failed");
-    if (!rc) {
-        size_t es = bf16 ? 2 : 4, off = 0;
-        fprintf(h, "{\"__metadata__\":{\"format\":\"nvwa\"");
-        for (int i = 0; i < m.n_model_keys; i++) {
-            fputc(',', h);
-            nv_json_str(h, m.model_keys[i]);
-            fputc(':', h);
-            nv_json_str(h, m.model_vals[i]);
-        }
-        fputc('}', h);
-        for (int k = 0; k < t.n; k++) {
-            const nv_param *p = &t.p[k];
-            fputc(',', h);
-            nv_json_str(h, p->name);
-            fprintf(h, ":{\"dtype\":\"%s\",\"shape\":[", bf16 ? "BF16" : "F32");
-            if (p->ndim == 1) fprintf(h, "%lld", (long long)p->full[0]);
-            else fprintf(h, "%lld,%lld", (long long)p->full[0], (long long)p->full[1]);
-            fprintf(h, "],\"data_offsets\":[%zu,%zu]}", off, off + p->numel * es);
-            off += p->numel * es;
-        }
-        fputc('}', h);
-        while ((ftell(h) % 8) != 0) fputc(' ', h); // data starts 8-byte aligned
+    // __metadata__: format, every saved [model] key, seq-length; first-attn-norm always
+    // (a config saved before the key existed means true: readers must not guess)
+    const char **mk = nv_calloc((size_t)m.n_model_keys + 4, sizeof *mk), **mv = nv_calloc((size_t)m.n_model_keys + 4, sizeof *mv);
+    int nm = 0, has_fan = 0;
+    mk[nm] = "format";
+    mv[nm++] = "nvwa";
+    for (int i = 0; i < m.n_model_keys; i++) {
+        has_fan |= !strcmp(m.model_keys[i], "first-attn-norm");
+        mk[nm] = m.model_keys[i];
+        mv[nm++] = m.model_vals[i];
     }
-    if (h) fclose(h);
+    if (!has_fan) {
+        mk[nm] = "first-attn-norm";
+        mv[nm++] = m.cfg.model.first_attn_norm ? "true" : "false";
+    }
+    nv_st_tensor *ts = nv_calloc((size_t)t.n, sizeof *ts);
+    for (int k = 0; k < t.n; k++)
+        ts[k] = (nv_st_tensor){t.p[k].name, t.p[k].ndim, {t.p[k].full[0], t.p[k].full[1]}, s.master + t.p[k].offset};
     char tmp[NV_PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-    int fd = rc ? -1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (!rc && fd < 0) {
-        nv_seterr(&e, "%s: cannot create: %s", tmp, strerror(errno));
-        rc = fail(e.msg);
-    }
     if (!rc) {
-        uint8_t len8[8];
-        for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i)); // little endian
-        rc = write_all(fd, len8, 8, tmp, &e) || write_all(fd, hdr, hlen, tmp, &e);
-        uint16_t *b = bf16 ? nv_malloc(2 * t.total) : NULL;
-        for (int k = 0; k < t.n && !rc; k++) {
-            const nv_param *p = &t.p[k];
-            const float *x = s.master + p->offset;
-            if (bf16) {
-                for (size_t i = 0; i < p->numel; i++) {
-                    uint16_t v = bf16_rne(x[i]);
-                    uint8_t le[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-                    memcpy(&b[i], le, 2);
-                }
-                rc = write_all(fd, b, 2 * p->numel, tmp, &e);
-            } else {
-                rc = write_all(fd, x, 4 * p->numel, tmp, &e); // host is little endian (x86, arm)
-            }
-        }
-        free(b);
-        if (!rc && (fsync(fd) != 0 || close(fd) != 0)) rc = nv_seterr(&e, "%s: fsync/close: %s", tmp, strerror(errno));
-        else if (rc) close(fd);
-        if (!rc && rename(tmp, out) != 0) rc = nv_seterr(&e, "%s: rename failed: %s", out, strerror(errno));
-        if (rc) {
+        if (nv_st_write(tmp, ts, t.n, mk, mv, nm, bf16, &e) != 0 ||
+            (rename(tmp, out) != 0 && nv_seterr(&e, "%s: rename failed: %s", out, strerror(errno)))) {
             unlink(tmp);
             rc = fail(e.msg);
         } else {
             printf("%s: %d tensors, %s, step %ld\n", out, t.n, bf16 ? "bf16" : "fp32", m.step);
         }
     }
-    free(hdr);
+    free(ts);
+    free(mk);
+    free(mv);
     free(s.master);
     nv_params_free(&t, &ids);
     nv_ckpt_manifest_free(&m);
     return rc;
 }
 
+static int cmd_hf(const char *cmd, const char *ckpt, const char *hf, const char *out, int bf16,
+                  const char *eval, const char *config) {
+    nv_error e;
+    if (!strcmp(cmd, "export")) {
+        if (nv_hf_export(ckpt, hf, bf16, eval, &e)) return fail(e.msg);
+        printf("%s: Hugging Face ModernBERT directory (%s) from %s\n", hf, bf16 ? "bf16" : "fp32", ckpt);
+        return 0;
+    }
+    if (nv_hf_import(hf, out, config, &e)) return fail(e.msg);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const struct option opts[] = {{"tensor", required_argument, 0, 't'},
                                          {"output", required_argument, 0, 'o'},
                                          {"dtype", required_argument, 0, 'd'},
+                                         {"hf", required_argument, 0, 'H'},
+                                         {"eval", required_argument, 0, 'e'},
+                                         {"config", required_argument, 0, 'c'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    int tensor = 0, bf16 = 0, c;
-    const char *out = NULL;
-    while ((c = getopt_long(argc, argv, "t:o:d:h", opts, NULL)) != -1) {
+    int tensor = 0, bf16 = 0, dtype_set = 0, c;
+    const char *out = NULL, *hf = NULL, *eval = NULL, *config = NULL;
+    while ((c = getopt_long(argc, argv, "t:o:d:e:c:h", opts, NULL)) != -1) {
         switch (c) {
         case 't': {
             char *end;
@@ -292,7 +266,11 @@ int main(int argc, char **argv) {
             break;
         }
         case 'o': out = optarg; break;
+        case 'H': hf = optarg; break;
+        case 'e': eval = optarg; break;
+        case 'c': config = optarg; break;
         case 'd':
+            dtype_set = 1;
             if (!strcmp(optarg, "bf16")) bf16 = 1;
             else if (!strcmp(optarg, "fp32")) bf16 = 0;
             else {
@@ -306,11 +284,33 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
+    const char *cmd = optind < argc ? argv[optind] : "";
+    // import --hf HFDIR -o OUT takes no DIR (HFDIR may also stand in its place)
+    if (!strcmp(cmd, "import")) {
+        if (argc - optind == 2 && !hf) hf = argv[optind + 1];
+        else if (argc - optind != 1) {
+            fprintf(stderr, "nvwa-ckpt: error: expected import --hf HFDIR -o OUT (see nvwa-ckpt --help)\n");
+            return 2;
+        }
+        if (!hf || !out || dtype_set || eval || tensor) {
+            fprintf(stderr, "nvwa-ckpt: error: import needs --hf HFDIR and -o OUT (and takes only --config)\n");
+            return 2;
+        }
+        return cmd_hf(cmd, NULL, hf, out, 0, NULL, config);
+    }
     if (argc - optind != 2) {
         fprintf(stderr, "nvwa-ckpt: error: expected COMMAND DIR (see nvwa-ckpt --help)\n");
         return 2;
     }
-    const char *cmd = argv[optind], *dir = argv[optind + 1];
+    const char *dir = argv[optind + 1];
+    if ((hf || eval) && strcmp(cmd, "export")) {
+        fprintf(stderr, "nvwa-ckpt: error: --hf and --eval go with export or import\n");
+        return 2;
+    }
+    if (config) {
+        fprintf(stderr, "nvwa-ckpt: error: --config goes with import\n");
+        return 2;
+    }
     if (!strcmp(cmd, "info")) return cmd_info(dir);
     if (!strcmp(cmd, "verify")) return cmd_verify(dir);
     if (!strcmp(cmd, "reshard")) {
@@ -321,13 +321,17 @@ int main(int argc, char **argv) {
         return cmd_reshard(dir, tensor, out);
     }
     if (!strcmp(cmd, "export")) {
-        if (!out) {
-            fprintf(stderr, "nvwa-ckpt: error: export needs -o FILE\n");
+        if (!out == !hf) {
+            fprintf(stderr, "nvwa-ckpt: error: export needs -o FILE or --hf DIR (one of them)\n");
             return 2;
         }
-        return cmd_export(dir, out, bf16);
+        if (eval && !hf) {
+            fprintf(stderr, "nvwa-ckpt: error: --eval goes with export --hf\n");
+            return 2;
+        }
+        return hf ? cmd_hf(cmd, dir, hf, NULL, bf16, eval, NULL) : cmd_export(dir, out, bf16);
     }
-    fprintf(stderr, "nvwa-ckpt: error: unknown command '%s' (expected info, verify, reshard or "
-                    "export)\n", cmd);
+    fprintf(stderr, "nvwa-ckpt: error: unknown command '%s' (expected info, verify, reshard, export or "
+                    "import)\n", cmd);
     return 2;
 }

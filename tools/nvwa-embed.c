@@ -48,7 +48,8 @@ static void usage(FILE *f) {
             "  -b, --batch-tokens N        tokens per forward pass (default 8192; at least\n"
             "                              seq-length)\n"
             "  -O, --config-override K=V   change the saved config (e.g. data.seq-length=512)\n"
-            "  -d, --device D              cpu, cuda or auto (default auto)\n"
+            "  -d, --device D              cpu (fp32), cpu-bf16 (the CUDA backend's twin), cuda or\n"
+            "                              auto (default: cuda when present, else cpu)\n"
             "  -q, --quiet                 no summary line\n"
             "  -h, --help                  this text\n"
             "  -V, --version               version\n"
@@ -291,11 +292,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "nvwa-embed: error: %s\n", err.msg);
             return 2;
         }
-    if (!strcmp(device, "cpu")) cfg.train.device = NV_DEVICE_CPU;
-    else if (!strcmp(device, "cuda")) cfg.train.device = NV_DEVICE_CUDA;
-    else if (!strcmp(device, "auto")) cfg.train.device = NV_DEVICE_AUTO;
-    else {
-        fprintf(stderr, "nvwa-embed: error: --device %s: expected cpu, cuda or auto\n", device);
+    if (nv_tool_device(&cfg, device) != 0) {
+        fprintf(stderr, "nvwa-embed: error: --device %s: expected cpu, cpu-bf16, cuda or auto\n", device);
         return 2;
     }
     cfg.parallel.tensor = 1;

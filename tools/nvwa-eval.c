@@ -31,7 +31,8 @@ static void usage(FILE *f) {
             "  -O, --config-override K=V   change the saved config, e.g. data.seq-length=512,\n"
             "                              data.micro-batch=16, data.seed=7 (repeatable)\n"
             "  -n, --max-seqs N            only the first N sequences\n"
-            "  -d, --device D              cpu, cuda or auto (default auto)\n"
+            "  -d, --device D              cpu (fp32), cpu-bf16 (the CUDA backend's twin), cuda or\n"
+            "                              auto (default: cuda when present, else cpu)\n"
             "  -o, --output FILE           write the results as one JSON object\n"
             "  -q, --quiet                 no table on stdout\n"
             "  -h, --help                  this text\n"
@@ -93,11 +94,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "nvwa-eval: error: %s\n", err.msg);
             return 2;
         }
-    if (!strcmp(device, "cpu")) cfg.train.device = NV_DEVICE_CPU;
-    else if (!strcmp(device, "cuda")) cfg.train.device = NV_DEVICE_CUDA;
-    else if (!strcmp(device, "auto")) cfg.train.device = NV_DEVICE_AUTO;
-    else {
-        fprintf(stderr, "nvwa-eval: error: --device %s: expected cpu, cuda or auto\n", device);
+    if (nv_tool_device(&cfg, device) != 0) {
+        fprintf(stderr, "nvwa-eval: error: --device %s: expected cpu, cpu-bf16, cuda or auto\n", device);
         return 2;
     }
     cfg.parallel.tensor = 1; // one process: any saved layout loads at tensor 1

@@ -765,6 +765,7 @@ int nv_ckpt_manifest_read(const char *step_dir, nv_ckpt_manifest *m, nv_error *e
     if (!rc) {
         char *ct = config_text(text);
         nv_config_defaults(&m->cfg);
+        m->cfg.model.first_attn_norm = 1; // a config saved before the key existed had LN_attn_0
         rc = nv_config_parse_string(&m->cfg, ct, path, err);
         free(ct);
     }
@@ -1092,7 +1093,15 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
         free(ids.layers);
     }
     int rc = 0;
-    if (src[0].n != T->n || src[0].n != m->n_tensors)
+    const int ln0_there = nv_params_find(&src[0], "layers.0.attn_norm.weight") >= 0,
+              ln0_here = nv_params_find(T, "layers.0.attn_norm.weight") >= 0;
+    if (ln0_there != ln0_here)
+        rc = nv_seterr(err, "checkpoint %s: [model] first-attn-norm is %s there, %s in this run\n"
+                            "---> HINT: set model.first-attn-norm=%s (checkpoints saved before the "
+                            "key existed have layer 0's attention norm)", sd,
+                       ln0_there ? "true" : "false", ln0_here ? "true" : "false",
+                       ln0_there ? "true" : "false");
+    else if (src[0].n != T->n || src[0].n != m->n_tensors)
         rc = nv_seterr(err, "checkpoint %s: %d tensors, the model has %d\n---> HINT: the [model] "
                             "config of the checkpoint and of this run must agree", sd, src[0].n, T->n);
     for (int k = 0; k < T->n && !rc; k++) {

@@ -53,6 +53,7 @@ static const key_def keys[] = {
     {"model", "rope-theta-global", T_DOUBLE, OFF(model.rope_theta_global), 1, 1e12, OPEN_LO, NULL},
     {"model", "rope-theta-local", T_DOUBLE, OFF(model.rope_theta_local), 1, 1e12, OPEN_LO, NULL},
     {"model", "structure-input", T_BOOL, OFF(model.structure_input), 0, 1, 0, NULL},
+    {"model", "first-attn-norm", T_BOOL, OFF(model.first_attn_norm), 0, 1, 0, NULL},
     {"model", "struct-loss-weight", T_DOUBLE, OFF(model.struct_loss_weight), 0, 1e6, 0, NULL},
 
     {"data", "train", T_STR, OFF(data.train), 0, 0, 0, NULL},
@@ -117,6 +118,7 @@ void nv_config_defaults(nv_config *c) {
     m->rope_theta_global = 160000;
     m->rope_theta_local = 10000;
     m->structure_input = 1;
+    m->first_attn_norm = 0; // ModernBERT; configs saved before the key existed mean 1
     m->struct_loss_weight = 0.5;
     nv_data_config *d = &c->data;
     d->seq_length = 256;

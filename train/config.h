@@ -22,6 +22,7 @@ typedef struct nv_model_config {
     double rope_theta_global;
     double rope_theta_local;
     int structure_input;     // structure-input (bool)
+    int first_attn_norm;     // first-attn-norm (bool): layer 0 keeps LN_attn (false: ModernBERT)
     double struct_loss_weight;
 } nv_model_config;
 

@@ -52,6 +52,22 @@ const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err) {
     }
 }
 
+int nv_tool_device(nv_config *cfg, const char *device) {
+    if (!strcmp(device, "cpu")) {
+        cfg->train.device = NV_DEVICE_CPU;
+        cfg->train.precision = NV_PREC_FP32;
+    } else if (!strcmp(device, "cpu-bf16")) {
+        cfg->train.device = NV_DEVICE_CPU;
+        cfg->train.precision = NV_PREC_BF16;
+    } else if (!strcmp(device, "cuda") || !strcmp(device, "auto")) {
+        cfg->train.device = device[0] == 'c' ? NV_DEVICE_CUDA : NV_DEVICE_AUTO;
+        cfg->train.precision = NV_PREC_BF16; // the CUDA backend's only precision
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
 int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err) {
     if (cfg->data.train[0]) return nv_corpus_open(cfg->data.train, out, 0, err); // it inits out
     nv_corpus_init(out);

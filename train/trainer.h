@@ -8,6 +8,10 @@
 // Pick the backend for [train] device (auto: CUDA when built and a GPU is present).
 // Returns NULL with a reason in err.
 const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err);
+// A tool's --device (nvwa-eval, nvwa-embed): "cpu" the fp32 reference, "cpu-bf16" the CUDA
+// backend's twin, "cuda" (bf16), "auto" (cuda when present, else cpu). Sets [train] device
+// and precision; -1 for an unknown name.
+int nv_tool_device(nv_config *cfg, const char *device);
 
 // The training corpus: shards from [data] train, or, when it is empty, an in-process
 // synthetic corpus (nvwa-prep --synthetic's generator) of n_synthetic sequences.

@@ -142,9 +142,10 @@ static void check_export(const char *path, const nv_config *cfg, uint64_t seed, 
     snprintf(v, sizeof v, "%d", cfg->model.hidden_size);
     CHECK(meta(s, "hidden-size") && !strcmp(meta(s, "hidden-size"), v), "hidden-size");
     const char *mk[] = {"ffn-hidden-size", "num-attn-heads", "vocab-size", "local-window", "global-attn-every",
-                        "rope-theta-global", "rope-theta-local", "structure-input", "struct-loss-weight"};
+                        "rope-theta-global", "rope-theta-local", "structure-input", "first-attn-norm",
+                        "struct-loss-weight"};
     for (size_t i = 0; i < sizeof mk / sizeof *mk; i++) CHECK(meta(s, mk[i]) != NULL, "metadata %s missing", mk[i]);
-    CHECK(s->nm == 12, "%d metadata keys (11 [model] keys + format)", s->nm);
+    CHECK(s->nm == 13, "%d metadata keys (12 [model] keys + format)", s->nm);
     long long end = 0;
     for (int k = 0; k < t.n; k++) {
         const nv_param *p = &t.p[k];

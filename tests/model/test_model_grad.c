@@ -1,6 +1,7 @@
 // test_model_grad.c - the whole model's gradient (every tensor) against central finite
 // differences, in double precision (cpu-f64 backend), on a tiny config with two packed
-// rows, pads, a global and a local layer, both heads.
+// rows, pads, a global and a local layer, both heads; with and without layer 0's attention
+// LayerNorm ([model] first-attn-norm).
 #include <math.h>
 #include <string.h>
 
@@ -47,10 +48,11 @@ static double loss_of(nv_model *m, const nv_batch *b, double ms, double ss) {
     return l.mlm_sum * ms + l.struct_sum * ss;
 }
 
-int main(void) {
-    tu_seed();
+static void check_grad(int first_attn_norm) {
     // layer 0 global, layer 1 local (window 4)
     nv_model_config c = tu_model_config(2, 16, 24, 2, 4, 0.7);
+    c.first_attn_norm = first_attn_norm;
+    printf("first-attn-norm = %s\n", first_attn_norm ? "true" : "false");
 
     const nv_backend *be = nv_backend_cpu_f64();
     const int rows = 2, L = 14;
@@ -61,6 +63,10 @@ int main(void) {
 
     nv_model *m = nv_model_create(&c, be, 0, 1, NULL, rows * L);
     const nv_param_table *t = nv_model_params(m);
+    CHECK((nv_params_find(t, "layers.0.attn_norm.weight") >= 0) == first_attn_norm &&
+              nv_params_find(t, "layers.1.attn_norm.weight") >= 0,
+          "layers.0.attn_norm.weight present %d with first-attn-norm %d",
+          nv_params_find(t, "layers.0.attn_norm.weight") >= 0, first_attn_norm);
     // Random weights, larger than the init so every path carries signal.
     double *w = nv_calloc(t->total, sizeof(double));
     for (int k = 0; k < t->n; k++)
@@ -127,5 +133,11 @@ int main(void) {
     free(w); free(g); free(g2);
     nv_model_free(m);
     nv_batch_free(&b);
+}
+
+int main(void) {
+    tu_seed();
+    check_grad(0); // the default, as ModernBERT
+    check_grad(1);
     return tu_finish("model_grad");
 }

@@ -42,7 +42,10 @@ int main(void) {
         CHECK(t.p[k].decay == want[i].decay, "%s: decay %d", want[i].name, t.p[k].decay);
     }
     for (int k = 0; k < t.n; k++) count += t.p[k].numel;
-    CHECK(t.n == 9 + 6 * c.num_layers, "table has %d tensors", t.n);
+    // layer 0 has no attention norm unless first-attn-norm (ModernBERT)
+    CHECK(t.n == 9 + 6 * c.num_layers - !c.first_attn_norm, "table has %d tensors", t.n);
+    CHECK((nv_params_find(&t, "layers.0.attn_norm.weight") >= 0) == c.first_attn_norm,
+          "layers.0.attn_norm.weight with first-attn-norm %d", c.first_attn_norm);
     CHECK((double)count == (double)nv_param_count(&c), "table holds %zu elements, nv_param_count says %.0f",
           count, (double)nv_param_count(&c));
 

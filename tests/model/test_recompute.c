@@ -41,8 +41,9 @@ int main(void) {
     tu_seed();
     nv_model_config c = tu_model_config(4, 32, 40, 4, 8, 0.5);
     const nv_backend *bes[2] = {nv_backend_cpu(), nv_backend_cpu_f64()};
-    for (int k = 0; k < 2; k++) {
-        const nv_backend *be = bes[k];
+    for (int k = 0; k < 4; k++) { // both backends, without and with layer 0's LN_attn
+        const nv_backend *be = bes[k % 2];
+        c.first_attn_norm = k / 2;
         const int rows = 2, L = 64;
         nv_model *m0 = nv_model_create_ex(&c, be, 0, 1, NULL, rows * L, L, 0);
         nv_model *m1 = nv_model_create_ex(&c, be, 0, 1, NULL, rows * L, L, 1);
@@ -75,7 +76,8 @@ int main(void) {
             CHECK(diff == 0, "%s step %d: %zu gradient entries differ with recompute", be->name, step, diff);
             nv_batch_free(&b);
         }
-        printf("%s: recompute gives identical losses and gradients\n", be->name);
+        printf("%s, first-attn-norm %d: recompute gives identical losses and gradients\n", be->name,
+               c.first_attn_norm);
         free(w); free(g0); free(g1);
         nv_model_free(m0);
         nv_model_free(m1);

@@ -10,15 +10,15 @@
 #     (torch with SDPA and a dense mask; and with flex attention, forward only, where present)
 #   - the gradients of one global batch, nvwa cpu-f64 vs torch fp64: per tensor
 #     max |diff| / max |g| <= 1e-8.
-# Skipped (77) where python3 cannot import torch, safetensors, h5py, numpy (CI).
+# Python: the venv of tools/install-hf-env (tests/hf/python.sh); skipped (77) where it
+# could not be made.
 # usage: test_torch_ref.sh NVWA_LOSS
 set -euo pipefail
 B=${NVWA_BUILD_ROOT:?}; S=${NVWA_SOURCE_ROOT:?}
 LOSS=${1:?usage: test_torch_ref.sh NVWA_LOSS}
-if ! python3 -c "import torch, safetensors, h5py, numpy" > /dev/null 2>&1; then
-    echo "skip: python3 cannot import torch, safetensors, h5py, numpy"
-    exit 77
-fi
+. "$S/tests/hf/python.sh"
+need_python torch safetensors h5py numpy
+python3() { "$PY" "$@"; }
 REF="$S/bench/torch_ref.py"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }

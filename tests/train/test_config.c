@@ -14,7 +14,7 @@ static const char *const all_keys[] = {
     "[model] num-layers", "[model] hidden-size", "[model] ffn-hidden-size",
     "[model] num-attn-heads", "[model] vocab-size", "[model] local-window",
     "[model] global-attn-every", "[model] rope-theta-global", "[model] rope-theta-local",
-    "[model] structure-input", "[model] struct-loss-weight",
+    "[model] structure-input", "[model] first-attn-norm", "[model] struct-loss-weight",
     "[data] train", "[data] valid", "[data] seq-length", "[data] micro-batch",
     "[data] global-batch", "[data] mask-rate", "[data] span-fraction", "[data] span-p",
     "[data] span-max", "[data] pair-mask-rate", "[data] struct-hide-rate", "[data] seed",

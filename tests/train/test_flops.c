@@ -24,7 +24,8 @@ static int64_t count_by_shapes(const nv_model_config *m) {
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) n += t[i].rows * t[i].cols;
     for (int l = 0; l < m->num_layers; l++) {
         struct { const char *name; int64_t rows, cols; } L[] = {
-            {"attn_norm.weight", d, 1}, {"attn.wqkv", 3 * d, d}, {"attn.wo", d, d},
+            {"attn_norm.weight", l > 0 || m->first_attn_norm ? d : 0, 1}, // ModernBERT: none in layer 0
+            {"attn.wqkv", 3 * d, d}, {"attn.wo", d, d},
             {"mlp_norm.weight", d, 1},  {"mlp.w_in", 2 * f, d},  {"mlp.w_out", d, f},
         };
         for (size_t i = 0; i < sizeof L / sizeof L[0]; i++) n += L[i].rows * L[i].cols;
@@ -70,6 +71,7 @@ static void test_params(void) {
     for (int rep = 0; rep < 100; rep++) {
         nv_model_config m = shape(tu_int(1, 40), 2 * tu_int(1, 2000), tu_int(1, 9000), 1, 2, 3,
                                   tu_int(0, 1));
+        m.first_attn_norm = tu_int(0, 1);
         CHECK(nv_param_count(&m) == count_by_shapes(&m), "random shape %d", rep);
     }
     // the 1.6B model card: about 1.61e9

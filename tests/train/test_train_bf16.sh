@@ -71,9 +71,9 @@ for pair in "bf16 fp32" "fp32 bf16"; do
 done
 
 # 3. nvwa-eval and nvwa-embed on cpu-bf16
-"$B/tools/nvwa-eval" -c "$tmp/bf16" -d cpu -O train.precision=bf16 -o "$tmp/ev16.json" -q "$tmp/valid" \
+"$B/tools/nvwa-eval" -c "$tmp/bf16" -d cpu-bf16 -o "$tmp/ev16.json" -q "$tmp/valid" \
   || fail "nvwa-eval on cpu-bf16"
-"$B/tools/nvwa-eval" -c "$tmp/bf16" -d cpu -O train.precision=fp32 -o "$tmp/ev32.json" -q "$tmp/valid" \
+"$B/tools/nvwa-eval" -c "$tmp/bf16" -d cpu -o "$tmp/ev32.json" -q "$tmp/valid" \
   || fail "nvwa-eval on cpu"
 grep -q '"backend": "cpu-bf16"' "$tmp/ev16.json" || fail "nvwa-eval did not run on cpu-bf16: $(cat "$tmp/ev16.json")"
 l16=$(jget mlm_loss < "$tmp/ev16.json"); l32=$(jget mlm_loss < "$tmp/ev32.json")
@@ -82,7 +82,7 @@ awk -v a="$l16" -v b="$l32" 'BEGIN { r = (a - b) / b; if (r < 0) r = -r;
   || fail "nvwa-eval on cpu-bf16 is not within 1% of fp32"
 awk -v s=$seed 'BEGIN { srand(s); for (i = 0; i < 12; i++) { printf ">s%d\n", i; n = 20 + int(rand() * 80);
        for (j = 0; j < n; j++) printf "%s", substr("ACGU", 1 + int(rand() * 4), 1); print "" } }' > "$tmp/emb.fa"
-"$B/tools/nvwa-embed" -c "$tmp/bf16" -d cpu -O train.precision=bf16 --logits -o "$tmp/emb.h5" "$tmp/emb.fa" -q \
+"$B/tools/nvwa-embed" -c "$tmp/bf16" -d cpu-bf16 --logits -o "$tmp/emb.h5" "$tmp/emb.fa" -q \
   || fail "nvwa-embed on cpu-bf16"
 "$CHECK" "$tmp/bf16" "$tmp/emb.fa" "$tmp/emb.h5" 1 cpu-bf16 || fail "nvwa-embed's file is not cpu-bf16's forward"
 echo ok
