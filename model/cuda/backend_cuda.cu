@@ -177,3 +177,118 @@ extern "C" const nv_backend *nv_backend_cuda(const char **why) {
     if (why) *why = NULL;
     return &g_table;
 }
+
+// ---------------------------------------------------------------------------------------
+// tests and benchmarks (cuda_api.h): the GEMM fallback count and a per-op profile
+
+extern "C" long nv_cuda_gemm_fallbacks(void) { return g_ctx.gemm_fallbacks; }
+
+// The profile brackets every op with two events from a pool; pairs are resolved (elapsed
+// time added to their op's total) when the pool fills and when read, after a synchronize.
+#define PROF_OPS 32
+#define PROF_POOL 4096
+static struct {
+    int on;
+    const char *name[PROF_OPS];
+    double ms[PROF_OPS];
+    long calls[PROF_OPS];
+    int n_ops;
+    cudaEvent_t ev[PROF_POOL][2];
+    int op_of[PROF_POOL];
+    int used, created;
+    nv_backend plain; // the table as it was before profiling
+} g_prof;
+
+static void prof_resolve(void) {
+    if (!g_prof.used) return;
+    CUDA_CHECK(cudaStreamSynchronize(g_ctx.stream));
+    for (int i = 0; i < g_prof.used; i++) {
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, g_prof.ev[i][0], g_prof.ev[i][1]));
+        g_prof.ms[g_prof.op_of[i]] += ms;
+    }
+    g_prof.used = 0;
+}
+
+static int prof_begin(const char *name) {
+    int k = 0;
+    while (k < g_prof.n_ops && strcmp(g_prof.name[k], name)) k++;
+    if (k == g_prof.n_ops) {
+        NVC_REQUIRE(k < PROF_OPS, "more profiled ops than PROF_OPS");
+        g_prof.name[g_prof.n_ops++] = name;
+    }
+    if (g_prof.used == PROF_POOL) prof_resolve();
+    const int i = g_prof.used++;
+    if (i >= g_prof.created) {
+        CUDA_CHECK(cudaEventCreate(&g_prof.ev[i][0]));
+        CUDA_CHECK(cudaEventCreate(&g_prof.ev[i][1]));
+        g_prof.created = i + 1;
+    }
+    g_prof.op_of[i] = k;
+    g_prof.calls[k]++;
+    CUDA_CHECK(cudaEventRecord(g_prof.ev[i][0], g_ctx.stream));
+    return i;
+}
+
+static void prof_end(int i) { CUDA_CHECK(cudaEventRecord(g_prof.ev[i][1], g_ctx.stream)); }
+
+// one wrapper per op: the plain function between two events
+#define PROF_OP(op, params, args)                                                            \
+    static void prof_##op params {                                                           \
+        const int i_ = prof_begin(#op);                                                      \
+        g_prof.plain.op args;                                                                \
+        prof_end(i_);                                                                        \
+    }
+PROF_OP(embed_fwd, (void *o, const int32_t *t, const int32_t *s, const void *a, const void *b, int n, int d), (o, t, s, a, b, n, d))
+PROF_OP(embed_bwd, (void *a, void *b, const void *g, const int32_t *t, const int32_t *s, int n, int d, int V), (a, b, g, t, s, n, d, V))
+PROF_OP(layernorm_fwd, (void *o, void *m, void *r, const void *x, const void *w, int n, int d), (o, m, r, x, w, n, d))
+PROF_OP(residual_layernorm_fwd, (void *ro, void *o, void *m, void *r, const void *a, const void *b, const void *w, int n, int d), (ro, o, m, r, a, b, w, n, d))
+PROF_OP(layernorm_bwd, (void *dx, void *dw, const void *g, const void *x, const void *w, const void *m, const void *r, int n, int d), (dx, dw, g, x, w, m, r, n, d))
+PROF_OP(matmul_fwd, (void *o, const void *x, const void *W, const void *b, int n, int i, int j), (o, x, W, b, n, i, j))
+PROF_OP(matmul_bwd, (void *dx, void *dW, void *db, const void *g, const void *x, const void *W, int n, int i, int j), (dx, dW, db, g, x, W, n, i, j))
+PROF_OP(rope_fwd, (void *q, const int32_t *p, int n, int H, int dh, double t), (q, p, n, H, dh, t))
+PROF_OP(rope_bwd, (void *q, const int32_t *p, int n, int H, int dh, double t), (q, p, n, H, dh, t))
+PROF_OP(attention_fwd, (void *o, void *l, const void *q, const nv_attn_segs *s, int n, int H, int dh, int w), (o, l, q, s, n, H, dh, w))
+PROF_OP(attention_bwd, (void *dq, const void *g, const void *q, const void *o, const void *l, const nv_attn_segs *s, int n, int H, int dh, int w), (dq, g, q, o, l, s, n, H, dh, w))
+PROF_OP(geglu_fwd, (void *o, const void *x, int n, int f), (o, x, n, f))
+PROF_OP(geglu_bwd, (void *d, const void *g, const void *x, int n, int f), (d, g, x, n, f))
+PROF_OP(gelu_fwd, (void *o, const void *x, size_t n), (o, x, n))
+PROF_OP(gelu_bwd, (void *d, const void *g, const void *x, size_t n), (d, g, x, n))
+PROF_OP(gather_rows, (void *o, const void *x, const int32_t *i, int m, int d), (o, x, i, m, d))
+PROF_OP(scatter_add_rows, (void *o, const void *x, const int32_t *i, int m, int d), (o, x, i, m, d))
+PROF_OP(softmax_ce, (void *l, void *d, const void *z, const int32_t *t, int m, int V, double s), (l, d, z, t, m, V, s))
+PROF_OP(ce_stats, (double *a, const void *l, const void *z, const int32_t *t, int m, int V), (a, l, z, t, m, V))
+PROF_OP(sumsq_to, (double *o, const void *x, size_t n), (o, x, n))
+PROF_OP(adamw, (void *w, void *m, void *v, const void *g, void *wa, size_t n, double lr, double b1, double b2, double e, double wd, double c1, double c2, double gs), (w, m, v, g, wa, n, lr, b1, b2, e, wd, c1, c2, gs))
+PROF_OP(state_to_act, (void *d, const void *s, size_t n), (d, s, n))
+PROF_OP(add, (void *o, const void *a, const void *b, size_t n), (o, a, b, n))
+
+extern "C" void nv_cuda_profile(int on) {
+    if (!g_ctx_ready || on == g_prof.on) return;
+    if (on) {
+        g_prof.plain = g_table;
+#define P(op) g_table.op = prof_##op
+        P(embed_fwd); P(embed_bwd); P(layernorm_fwd); P(residual_layernorm_fwd); P(layernorm_bwd);
+        P(matmul_fwd); P(matmul_bwd); P(rope_fwd); P(rope_bwd); P(attention_fwd); P(attention_bwd);
+        P(geglu_fwd); P(geglu_bwd); P(gelu_fwd); P(gelu_bwd); P(gather_rows); P(scatter_add_rows);
+        P(softmax_ce); P(ce_stats); P(sumsq_to); P(adamw); P(state_to_act); P(add);
+#undef P
+    } else {
+        prof_resolve();
+        g_table = g_prof.plain;
+    }
+    g_prof.on = on;
+}
+
+extern "C" int nv_cuda_profile_read(const char **names, double *ms, long *calls, int cap) {
+    prof_resolve();
+    int k = 0;
+    for (; k < g_prof.n_ops && k < cap; k++) names[k] = g_prof.name[k], ms[k] = g_prof.ms[k], calls[k] = g_prof.calls[k];
+    return k;
+}
+
+extern "C" void nv_cuda_profile_reset(void) {
+    prof_resolve();
+    memset(g_prof.ms, 0, sizeof g_prof.ms);
+    memset(g_prof.calls, 0, sizeof g_prof.calls);
+}

@@ -99,6 +99,7 @@ typedef struct nvc_ctx {
     size_t scratch_bytes;
     int scratch_fixed; // sized by prepare(): growing it now would allocate inside a step
     void *red;     // small device buffer for reduction results (sumsq)
+    long gemm_fallbacks; // plain-kernel GEMMs with every dimension >= 8 (tests)
 } nvc_ctx;
 
 nvc_ctx *nvc(void);

@@ -25,6 +25,19 @@ struct nv_attn_segs;
 int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, int H, int dh,
                                int window, const char **why);
 
+// Tests: how many GEMM calls took the plain fallback kernel (no cuBLASLt algorithm) since
+// the start with every dimension >= 8. Model shapes must never take it (only the 3-class
+// structure head, whose leading dimension 3 cuBLASLt refuses, may).
+long nv_cuda_gemm_fallbacks(void);
+
+// Profiling (bench_step): when on, every op of the CUDA backend is bracketed by CUDA events
+// and its time added to a per-op total; nv_cuda_profile_read fills up to cap (name, ms, calls)
+// rows for the ops that ran and returns their count (it synchronizes). Off by default: the
+// events cost a little per launch.
+void nv_cuda_profile(int on);
+int nv_cuda_profile_read(const char **names, double *ms, long *calls, int cap);
+void nv_cuda_profile_reset(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -136,6 +136,7 @@ static void lt_matmul(int ta, int tb, int m, int n, int k, const void *A, int ld
     key.align_bias = bias ? ptr_align(bias) : 0;
     nvc_mm_entry *e = mm_plan(&key);
     if (e->naive) {
+        if (m >= 8 && n >= 8 && k >= 8) nvc()->gemm_fallbacks++;
         dim3 grid(n, (m + 127) / 128);
         naive_matmul_kernel<<<grid, 128, 0, c->stream>>>(ta, tb, m, n, k, (const bf16 *)A, lda,
                                                         (const bf16 *)B, ldb, D, ldd, out_f32,

@@ -18,3 +18,11 @@ int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, 
     if (why) *why = "nvwa was built without CUDA";
     return 0;
 }
+
+long nv_cuda_gemm_fallbacks(void) { return 0; }
+void nv_cuda_profile(int on) { (void)on; }
+int nv_cuda_profile_read(const char **names, double *ms, long *calls, int cap) {
+    (void)names, (void)ms, (void)calls, (void)cap;
+    return 0;
+}
+void nv_cuda_profile_reset(void) {}
