@@ -212,9 +212,9 @@ nv_model *nv_model_create(const nv_model_config *cfg, const nv_backend *be, int 
     return nv_model_create_ex(cfg, be, tp_rank, tp_size, tp, max_tokens, max_tokens, 0);
 }
 
-nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
-                             int tp_size, const nv_tp_comm *tp, int max_tokens, int seq_len,
-                             int recompute) {
+// Sizes, the parameter table, host staging and the planned arena size (nothing on the device).
+static nv_model *model_plan(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
+                            int tp_size, const nv_tp_comm *tp, int max_tokens, int recompute) {
     nv_model *m = nv_calloc(1, sizeof *m);
     m->recompute = recompute;
     m->cfg = *cfg;
@@ -247,6 +247,21 @@ nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, i
     lay_out(m);
     m->arena_size = m->arena_off;
     m->planning = 0;
+    return m;
+}
+
+size_t nv_model_plan_bytes(const nv_model_config *cfg, const nv_backend *be, int tp_size,
+                           int max_tokens, int recompute) {
+    nv_model *m = model_plan(cfg, be, 0, tp_size, NULL, max_tokens, recompute);
+    const size_t bytes = m->arena_size;
+    nv_model_free(m); // no arena: free() of NULL
+    return bytes;
+}
+
+nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, int tp_rank,
+                             int tp_size, const nv_tp_comm *tp, int max_tokens, int seq_len,
+                             int recompute) {
+    nv_model *m = model_plan(cfg, be, tp_rank, tp_size, tp, max_tokens, recompute);
     m->arena = be->alloc(m->arena_size);
     if (!m->arena)
         nv_die("cannot allocate %.2f GiB for the model on %s\n---> HINT: lower [data] micro-batch "
@@ -265,8 +280,10 @@ nv_model *nv_model_create_ex(const nv_model_config *cfg, const nv_backend *be, i
 
 void nv_model_free(nv_model *m) {
     if (!m) return;
-    if (m->be->forget) m->be->forget(m->arena, m->arena_size);
-    m->be->free(m->arena); // every device buffer lives in it
+    if (m->arena) {
+        if (m->be->forget) m->be->forget(m->arena, m->arena_size);
+        m->be->free(m->arena); // every device buffer lives in it
+    }
     free(m->la);
     free(m->h_start); free(m->h_len); free(m->h_idx); free(m->h_tgt);
     free(m->h_idx2); free(m->h_tgt2);

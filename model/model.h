@@ -91,6 +91,10 @@ void nv_model_get_logits(const nv_model *m, double *mlm, double *st);
 // scratch), planned at creation.
 size_t nv_model_device_bytes(const nv_model *m);
 
+// Bytes nv_model_create_ex would allocate on the device (its one arena), without allocating.
+size_t nv_model_plan_bytes(const nv_model_config *cfg, const nv_backend *be, int tp_size,
+                           int max_tokens, int recompute);
+
 // Bytes of activation memory nv_model_create allocates for max_tokens.
 size_t nv_model_activation_bytes(const nv_model_config *cfg, const nv_backend *be,
                                  int tp_size, int max_tokens);

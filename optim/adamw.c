@@ -4,6 +4,8 @@
 
 #include <math.h>
 
+#include "data/nv_util.h"
+
 void nv_adamw_init(nv_adamw *o, const nv_backend *be, const nv_param_table *t,
                    const nv_optim_config *cfg, long total_steps, size_t lo, size_t hi) {
     o->be = be;
@@ -12,12 +14,23 @@ void nv_adamw_init(nv_adamw *o, const nv_backend *be, const nv_param_table *t,
     o->total_steps = total_steps;
     o->lo = lo;
     o->hi = hi > lo ? hi : lo;
-    o->m = be->alloc((o->hi - o->lo) * be->state_bytes);
-    o->v = be->alloc((o->hi - o->lo) * be->state_bytes);
+    const size_t bytes = (o->hi - o->lo) * be->state_bytes;
+    o->m = be->alloc(bytes);
+    o->v = be->alloc(bytes);
+    if (!o->m || !o->v)
+        nv_die("cannot allocate %.2f GiB for the Adam moments on %s\n---> HINT: set [parallel] "
+               "zero1 = true to shard them over the data ranks, or raise [parallel] tensor",
+               2.0 * bytes / (1 << 30), be->name);
+    if (be->declare) { // moments are state (backend.h)
+        be->declare(o->m, bytes, NV_T_STATE);
+        be->declare(o->v, bytes, NV_T_STATE);
+    }
     o->t_step = 0;
 }
 
 void nv_adamw_free(nv_adamw *o) {
+    const size_t bytes = (o->hi - o->lo) * o->be->state_bytes;
+    if (o->be->forget && o->m) o->be->forget(o->m, bytes), o->be->forget(o->v, bytes);
     o->be->free(o->m);
     o->be->free(o->v);
     o->m = o->v = NULL;

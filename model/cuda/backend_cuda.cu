@@ -292,3 +292,8 @@ extern "C" void nv_cuda_profile_reset(void) {
     memset(g_prof.ms, 0, sizeof g_prof.ms);
     memset(g_prof.calls, 0, sizeof g_prof.calls);
 }
+
+extern "C" void nv_cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    *free_bytes = *total_bytes = 0;
+    if (g_ctx_ready) CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+}

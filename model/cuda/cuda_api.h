@@ -30,6 +30,9 @@ int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, 
 // structure head, whose leading dimension 3 cuBLASLt refuses, may).
 long nv_cuda_gemm_fallbacks(void);
 
+// Device memory of this process's GPU: free and total bytes (cudaMemGetInfo); 0 without CUDA.
+void nv_cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
+
 // Profiling (bench_step): when on, every op of the CUDA backend is bracketed by CUDA events
 // and its time added to a per-op total; nv_cuda_profile_read fills up to cap (name, ms, calls)
 // rows for the ops that ran and returns their count (it synchronizes). Off by default: the

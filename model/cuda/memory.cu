@@ -6,7 +6,12 @@
 void *nvc_alloc(size_t bytes) {
     void *p = NULL;
     if (bytes == 0) bytes = 1; // a valid, distinct pointer even for empty tensors
-    CUDA_CHECK(cudaMalloc(&p, bytes));
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e == cudaErrorMemoryAllocation) { // the caller says what did not fit, and why
+        (void)cudaGetLastError();
+        return NULL;
+    }
+    CUDA_CHECK(e);
     CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, nvc()->stream)); // the interface promises zeroed
     return p;
 }
