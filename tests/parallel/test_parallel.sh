@@ -9,21 +9,21 @@
 # 1e-5 for TP) or bf16 (cpu-bf16, or DEVICE=cuda: the GPU with NCCL). bf16 tolerances:
 #  - DP=2 vs accumulation, ZeRO-1 on vs off: the fp32 gradient sums differ only in their
 #    order, but a master that moves by one fp32 ulp can flip its bf16 compute copy by one
-#    bf16 ulp, which then changes the next steps' activations: 2e-4 (weights), 1e-4 (losses);
+#    bf16 ulp, which then changes the next steps' activations: 2e-3 (weights), 1e-3 (losses);
 #  - TP: each rank's row-parallel partial product is rounded to bf16 before the all-reduce,
 #    which rounds the sum again (TP=1 rounds once), and AdamW's early, sign-like updates
-#    carry such differences into the weights: 1e-2 (weights), 2e-3 (losses).
-# Measured on cpu-bf16 (2-core EPYC, 10 steps of tiny): DP 2.4e-6 / 0 (losses), TP=2 3.6e-3 /
-# 5.4e-4, TP=4 4.9e-3 / 3.2e-4, ZeRO-1 0 (bit-identical); for scale, cpu-bf16 against the
-# fp32 backend at TP=1 differs by 1.9e-2 in the weights, so the TP bound is half of the
-# whole bf16 effect.
+#    carry such differences into the weights: 2e-2 (weights), 5e-3 (losses).
+# Measured on cpu-bf16 (2-core EPYC, 10 steps of tiny, over seeds): DP 6e-6 .. 2.6e-4 (a
+# heavy tail: one flip early on spreads), TP=2 3.0e-3 .. 7.7e-3, ZeRO-1 on/off bit-identical;
+# for scale, cpu-bf16 against the fp32 backend differs by 1.9e-2. A layout bug (a wrong
+# split, a missing all-reduce) is off by O(1).
 # NVWA_TEST_MAX_RANKS caps the ranks of a layout (DEVICE=cuda: one rank per GPU); layouts
 # beyond it are skipped and said so.
 set -uo pipefail
 PREC=${1:-fp32}; DEV=${2:-cpu}
 MAXNP=${NVWA_TEST_MAX_RANKS:-64}
 B=${NVWA_BUILD_ROOT:?}; S=${NVWA_SOURCE_ROOT:?}
-if [ "$PREC" = bf16 ]; then TDP=2e-4; LDP=1e-4; TTP=1e-2; LTP=2e-3; TZ=2e-4
+if [ "$PREC" = bf16 ]; then TDP=2e-3; LDP=1e-3; TTP=2e-2; LTP=5e-3; TZ=2e-3
 else TDP=1e-6; LDP=1e-6; TTP=1e-5; LTP=1e-5; TZ=1e-6; fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
