@@ -38,7 +38,7 @@ typedef struct fold_opts {
     int n_inputs;
     nv_seqfmt fmt;
     double shard_mb;
-    int drop_gaps, dbn, dry_run, quiet, threads;
+    int drop_gaps, dbn, dry_run, plan_only, quiet, threads;
     int array_index, array_count; // --array I/M; count 0 = not an array task
     double progress_every;
 } fold_opts;
@@ -334,7 +334,7 @@ static void setup(const fold_opts *o, const nv_dist *d, fold_input_set *in) {
     bcast_str(d, in->indir, sizeof in->indir);
     in->staged = staged;
     if (d->rank != 0 && !(staged && o->dry_run)) {
-        if (o->n_inputs == 1 || staged) rc = list_shards(in->indir, in, &err);
+        if (staged) rc = list_shards(in->indir, in, &err);
         else rc = resolve_inputs(o, in, &err);
     }
     agree_or_exit(d, rc, &err);
@@ -798,7 +798,7 @@ static int parse_args(int argc, char **argv, fold_opts *o, nv_error *err) {
                 o->array_index < 0 || o->array_index >= o->array_count)
                 bad = 1, nv_seterr(err, "--array: expected I/M with 0 <= I < M (e.g. 3/100), got '%s'", optarg);
             break;
-        case O_PLAN: o->dry_run = 2; break;
+        case O_PLAN: o->plan_only = 1; break;
         case O_DRY: o->dry_run = 1; break;
         case O_DBN: o->dbn = 1; break;
         case 'f': {
@@ -822,7 +822,7 @@ static int parse_args(int argc, char **argv, fold_opts *o, nv_error *err) {
     o->n_inputs = argc - optind;
     if (!o->outdir) return nv_seterr(err, "missing -o OUTDIR (try --help)");
     if (o->n_inputs == 0) return nv_seterr(err, "no INPUT given: a shard directory, shard files or sequence files (try --help)");
-    if (o->dry_run == 1 && o->array_count) return nv_seterr(err, "--dry-run and --array do not go together");
+    if ((o->dry_run || o->plan_only) && o->array_count) return nv_seterr(err, "--dry-run / --plan-only and --array do not go together");
     // a parameter file is part of the settings by its bytes, not only its name
     if (strchr(o->s.params, '/') || strchr(o->s.params, '.')) {
         FILE *f = fopen(o->s.params, "rb");
@@ -925,7 +925,7 @@ int main(int argc, char **argv) {
     fold_input_set in;
     memset(&in, 0, sizeof in);
     setup(&o, &d, &in);
-    if (in.staged && o.dry_run == 1) {
+    if (in.staged && o.dry_run) {
         dry_run_streamed(&o, &d);
         nv_dist_finalize(&d);
         return 0;
@@ -946,9 +946,9 @@ int main(int argc, char **argv) {
     }
     for (uint32_t i = 0; i < p.n_shards; i++) shards_done += shard_done[i];
     int workers = d.world * (o.array_count ? o.array_count : 1);
-    if (d.rank == 0 && (o.dry_run || !o.quiet))
+    if (d.rank == 0 && (o.dry_run || o.plan_only || !o.quiet))
         print_estimate(&o, &k, p.n_shards, cost_all, left, p.n_parts, parts_done, shards_done, workers, max_load);
-    if (o.dry_run) {
+    if (o.dry_run || o.plan_only) {
         nv_dist_finalize(&d);
         return 0;
     }

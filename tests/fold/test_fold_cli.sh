@@ -88,6 +88,16 @@ $REF --expect $((nu - nlong)) "$T"/k1/*.dbn || bad "shard input differs from RNA
 mpirun --oversubscribe -np 2 --bind-to none "$FOLD" -q --dbn --max-len 150 -t 1 --part-seconds 0.01 -o "$T/k2" "$T/in" \
   2> "$T/err" || bad "2 ranks: $(cat "$T/err")"
 for f in $(cd "$T/k1" && ls *.h5 *.dbn); do cmp -s "$T/k1/$f" "$T/k2/$f" || bad "$f: 2 ranks differ from 1 rank"; done
+# the same bytes from a SLURM-array-like run: a plan, 3 independent tasks, an assembly
+KA=(-q --dbn --max-len 150 --part-seconds 0.01 -o "$T/ka" "$T/in")
+"$FOLD" "${KA[@]}" --array 0/3 2> "$T/err" && bad "an array task without a plan was accepted"
+grep -q "no plan yet" "$T/err" || bad "array task without plan: $(cat "$T/err")"
+"$FOLD" "${KA[@]}" --plan-only 2> "$T/err" || bad "--plan-only: $(cat "$T/err")"
+for i in 2 0 1; do "$FOLD" "${KA[@]}" --array $i/3 -t 1 2> "$T/err" || bad "array task $i: $(cat "$T/err")"; done
+[ -z "$(ls "$T/ka" | grep '\.h5$')" ] || bad "array tasks wrote shards"
+"$FOLD" "${KA[@]}" 2> "$T/err" || bad "assembly after the array: $(cat "$T/err")"
+[ "$(json "$T/ka/summary.json" parts_folded)" = 0 ] || bad "the assembly run folded again: $(cat "$T/ka/summary.json")"
+for f in $(cd "$T/k1" && ls *.h5 *.dbn); do cmp -s "$T/k1/$f" "$T/ka/$f" || bad "$f: array run differs from 1 rank"; done
 # --refold replaces the known structures too
 "$FOLD" -q --dbn --refold --max-len 150 -o "$T/k3" "$T/in" 2> "$T/err" || bad "--refold: $(cat "$T/err")"
 [ "$(json "$T/k3/summary.json" kept)" = 0 ] && [ "$(json "$T/k3/summary.json" folded)" = "$((nu - nlong + nk))" ] ||
