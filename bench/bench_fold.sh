@@ -49,6 +49,21 @@ for i in range(3):  # Gauss-Jordan
             f = A[k][i]
             for j in range(3): A[k][j] -= f * A[i][j]
             y[k] -= f * y[i]
+def solve(rows):
+    k = len(rows[0][0])
+    A = [[sum(r[i] * r[j] for r, _ in rows) for j in range(k)] for i in range(k)]
+    y = [sum(r[i] * w for r, w in rows) for i in range(k)]
+    for i in range(k):
+        p = A[i][i]
+        A[i] = [v / p for v in A[i]]; y[i] /= p
+        for m in range(k):
+            if m != i:
+                f = A[m][i]
+                A[m] = [a - f * b for a, b in zip(A[m], A[i])]; y[m] -= f * y[i]
+    return y
+if y[2] < 0:  # no negative setup cost: fit a, b alone
+    a, b = solve([((n ** 3 / t, n ** 2 / t), 1.0) for n, t in pts])
+    y = [a, b, 0.0]
 print("%.3e %.3e %.3e" % tuple(y))
 PY
 )
@@ -77,7 +92,7 @@ out="$ROOT/bench/results/fold-$(date +%F).md"
   echo
   echo "- machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $cores cores, shared with other jobs (load average before/after: $load0 / $load1)"
   echo "- commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown); ViennaRNA $("$FOLD" --help | sed -n 's/.*(ViennaRNA \([0-9.]*\),.*/\1/p') built by tools/install-viennarna (-O2); MFE, 37C, Turner 2004, dangles=2"
-  echo "- random ACGU sequences per length class, one thread; core s/seq = time inside ViennaRNA per sequence (summary.json fold_core_seconds), wall seq/s = the whole nvwa-fold run (conversion, plan, assembly included)"
+  echo "- random ACGU sequences per length class, one thread; core s/seq = CPU time inside ViennaRNA per sequence (summary.json fold_core_seconds, thread CPU clock: not inflated by other jobs on the cores), wall seq/s = the whole nvwa-fold run (conversion, plan, assembly included)"
   echo
   echo "| nt    | seqs  | core s/seq | seq/s per core | wall seq/s |"
   echo "| ----- | ----- | --------- | --------- | --------- |"

@@ -50,7 +50,7 @@ int fold_one(const fold_settings *s, const uint8_t *tok, uint64_t n, uint8_t *ss
 // ---------------------------------------------------------------------------------------
 // plan.c: cost model, parts, assignment, the plan file
 
-// Seconds of one core to fold n nucleotides (fit of bench/bench_fold.sh on a 2-core EPYC):
+// CPU seconds of one core to fold n nucleotides (fit of bench/bench_fold.sh on a 2-core EPYC):
 // a*n^3 + b*n^2 + c. Only ratios matter for balance; the absolute value gives ETAs.
 double fold_cost(uint64_t n);
 

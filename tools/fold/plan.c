@@ -7,12 +7,13 @@
 
 #include "data/vocab.h"
 
-// ViennaRNA 2.7.2 MFE, one core of the 2-core EPYC (bench/results/fold-*.md): the n^3
-// multiloop term is small below ~1000 nt, where the n^2 interior loops (span <= 30) lead,
-// and c is the per-sequence setup (fold compound, parameter copy).
-#define COST_A 1.0e-10
-#define COST_B 1.1e-6
-#define COST_C 5.0e-5
+// ViennaRNA 2.7.2 MFE, CPU seconds of one core of the 2-core EPYC, fitted over 25..1000 nt
+// (bench/results/fold-2026-12-04.md): the n^3 multiloop term leads from ~350 nt, the n^2
+// interior loops (span <= 30) below; c is the per-sequence setup (fold compound,
+// parameter copy), too small to fit, kept so that every sequence costs something.
+#define COST_A 8.1e-10
+#define COST_B 2.8e-7
+#define COST_C 1.0e-5
 
 double fold_cost(uint64_t n) {
     double x = (double)n;
