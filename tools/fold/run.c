@@ -108,7 +108,8 @@ static live_part *dispense(run_ctx *c, uint32_t *seq) {
     live_part *got = NULL;
     omp_set_lock(&c->lock);
     while (!got && !c->failed && !*c->stop) {
-        if (c->cur && c->cur->next < c->cur->n_order) {
+        // an exhausted cur may be freed already by its last finisher: never look inside
+        if (c->cur && !c->cur_exhausted) {
             got = c->cur;
             *seq = got->order[got->next++];
             c->cur_exhausted = got->next == got->n_order;
