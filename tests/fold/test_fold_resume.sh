@@ -21,7 +21,7 @@ awk -v n=$N -v seed=$SEED 'BEGIN { srand(seed); for (i = 0; i < n; i++) { len = 
 "$PREP" -q -o "$T/in" --shard-size 0.015 "$T/a.fa" || fail "nvwa-prep"
 echo "$(ls "$T/in" | grep -c h5) input shard(s), $N sequences"
 if [ "$NP" -gt 1 ]; then RUN=(mpirun --oversubscribe -np "$NP" --bind-to none "$FOLD"); T1=1; else RUN=("$FOLD"); T1=2; fi
-ARGS=(--dbn -t $T1 --part-seconds 0.15 --progress 0.5)
+ARGS=(--dbn -t $T1 --part-seconds 0.15 --progress 0)
 
 "$FOLD" "${ARGS[@]}" -q -o "$T/ref" "$T/in" || fail "reference run"
 nparts=$(sed -n 's/.*"parts": \([0-9]*\).*/\1/p' "$T/ref/summary.json")
@@ -47,12 +47,23 @@ done
 [ $kills -ge 2 ] || fail "only $kills kill(s) happened before the end"
 [ "$(saved)" -lt "$nparts" ] || fail "all parts were saved before the last kill: nothing left to resume"
 
-# a kill while a shard is being assembled: its temporary file exists, the shard does not
-NVWA_TEST_FOLD_PAUSE_MS=4000 "${RUN[@]}" "${ARGS[@]}" -o "$T/run" "$T/in" > "$T/asm.log" 2>&1 &
+cat "$T"/k*.log | grep -Eq "seq/s .*ETA .*longest in flight [0-9]+ nt" || { cat "$T/k1.log"; fail "no progress line"; }
+
+# a kill while a shard is being assembled (its temporary file exists) after another one
+# was finished: the finished one is not written again, the other is
+n_saved=$(saved)
+NVWA_TEST_FOLD_PAUSE_MS=2500 "${RUN[@]}" "${ARGS[@]}" -o "$T/run" "$T/in" > "$T/asm.log" 2>&1 &
 pid=$!
-for _ in $(seq 1 6000); do compgen -G "$T/run/.*.h5.tmp" > /dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.01; done
-compgen -G "$T/run/.*.h5.tmp" > /dev/null || { cat "$T/asm.log"; fail "no shard was being assembled to kill"; }
+for _ in $(seq 1 6000); do
+  compgen -G "$T/run/.*.h5.tmp" > /dev/null && compgen -G "$T/run/*.h5" > /dev/null && break
+  kill -0 $pid 2>/dev/null || break; sleep 0.01
+done
+compgen -G "$T/run/.*.h5.tmp" > /dev/null && compgen -G "$T/run/*.h5" > /dev/null ||
+  { cat "$T/asm.log"; fail "no shard was being assembled after a finished one"; }
 kill_run $pid
+grep -q "part(s), $n_saved already saved" "$T/asm.log" || { cat "$T/asm.log"; fail "the resumed run did not skip the $n_saved saved parts"; }
+first=$(ls "$T/run" | grep '\.h5$' | head -1)
+ino=$(stat -c %i "$T/run/$first")
 echo "killed during assembly; finished shards: $(ls "$T/run" | grep -c '\.h5$')"
 grep -q "parts\": $nparts" "$T/run/summary.json" 2>/dev/null && fail "summary written before every shard was finished"
 
@@ -62,6 +73,7 @@ echo "final run folded $folded of $nparts parts"
 [ "$folded" -lt "$nparts" ] || fail "the final run folded every part again: nothing was resumed"
 for f in $(cd "$T/ref" && ls *.h5 *.dbn); do cmp "$T/ref/$f" "$T/run/$f" || fail "$f differs from the uninterrupted run"; done
 [ "$(ls -A "$T/run" | grep -c '\.tmp')" = 0 ] || fail "temporary files left: $(ls -A "$T/run")"
+[ "$(stat -c %i "$T/run/$first")" = "$ino" ] || fail "finished shard $first was written again"
 strip() { grep -v -e last_run -e '"inputs"' "$1"; }
 [ "$(strip "$T/ref/summary.json")" = "$(strip "$T/run/summary.json")" ] || fail "summary counts differ"
 echo "after $kills kills while folding and one while assembling: output byte-identical"
