@@ -636,10 +636,12 @@ static void print_estimate(const fold_opts *o, const fold_counts *k, uint32_t n_
                            uint64_t n_parts, uint64_t parts_done, uint32_t shards_done, int workers, double max_load) {
     char model[768], a[64];
     fold_model_string(&o->s, model, sizeof model);
+    if (n_shards) fprintf(stderr, "nvwa-fold: %u shard(s), ", n_shards);
+    else fprintf(stderr, "nvwa-fold: %d input file(s), ", o->n_inputs);
     fprintf(stderr,
-            "nvwa-fold: %u shard(s), %llu sequences: %llu to fold (%.1f Mnt), %llu kept (known structure), "
+            "%llu sequences: %llu to fold (%.1f Mnt), %llu kept (known structure), "
             "%llu longer than %ld nt (not folded), %llu empty\n",
-            n_shards, (unsigned long long)k->seqs, (unsigned long long)k->folded, (double)k->folded_tokens / 1e6,
+            (unsigned long long)k->seqs, (unsigned long long)k->folded, (double)k->folded_tokens / 1e6,
             (unsigned long long)k->kept, (unsigned long long)k->too_long, o->s.max_len, (unsigned long long)k->empty);
     fmt_hours(cost, a, sizeof a);
     fprintf(stderr, "nvwa-fold: cost model: %.2f core-hours (%s) for %s; %llu part(s)", cost / 3600, a, model,
