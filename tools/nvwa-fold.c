@@ -16,7 +16,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
-#include <glob.h>
 #include <hdf5.h>
 #include <omp.h>
 #include <signal.h>
@@ -30,27 +29,6 @@
 #include "data/seqio.h"
 #include "nv_build_config.h"
 #include "train/dist.h"
-
-typedef struct fold_opts {
-    fold_settings s;
-    const char *outdir;
-    char **inputs;
-    int n_inputs;
-    nv_seqfmt fmt;
-    double shard_mb;
-    int drop_gaps, dbn, dry_run, plan_only, quiet, threads;
-    int array_index, array_count; // --array I/M; count 0 = not an array task
-    double progress_every;
-} fold_opts;
-
-// What every rank needs after setup: where the input shards are, and their names.
-typedef struct fold_input_set {
-    char indir[4096];
-    char inputs_desc[2048]; // sequence inputs: "path (bytes) ..." for the staging check
-    int staged;             // inputs were sequence files, converted under the work dir
-    char **names;
-    uint32_t n;
-} fold_input_set;
 
 // ---------------------------------------------------------------------------------------
 // signals: the first SIGTERM / SIGUSR1 / SIGINT stops handing out work (saved parts stay,
@@ -102,230 +80,17 @@ static void agree_or_exit(const nv_dist *d, int rc, const nv_error *err) {
 
 static void bcast_str(const nv_dist *d, char *buf, size_t n) { nv_bcast(d, MPI_COMM_WORLD, buf, n, 0); }
 
-// ---------------------------------------------------------------------------------------
-// inputs: one directory of shards, shard files of one directory, or sequence files
-
-static int is_hdf5(const char *path) {
-    size_t k = strlen(path);
-    if (k > 3 && strcmp(path + k - 3, ".h5") == 0) return 1;
-    nv_h5_quiet q = nv_h5_quiet_begin();
-    int r = H5Fis_hdf5(path) > 0;
-    nv_h5_quiet_end(q);
-    return r;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static void add_name(fold_input_set *in, const char *name) {
-    in->names = nv_realloc(in->names, (in->n + 1) * sizeof(char *));
-    in->names[in->n++] = nv_strdup(name);
-}
-
-static void free_names(fold_input_set *in) {
-    for (uint32_t i = 0; i < in->n; i++) free(in->names[i]);
-    free(in->names);
-    in->names = NULL;
-    in->n = 0;
-}
-
-// The *.h5 files of dir, sorted by name.
-static int list_shards(const char *dir, fold_input_set *in, nv_error *err) {
-    char pat[4200];
-    snprintf(pat, sizeof pat, "%s/*.h5", dir);
-    glob_t g;
-    int rc = glob(pat, 0, NULL, &g);
-    if (rc != 0 || g.gl_pathc == 0) {
-        if (rc == 0) globfree(&g);
-        return nv_seterr(err, "%s: directory holds no *.h5 shards\n---> HINT: make shards with nvwa-prep, or give "
-                              "FASTA / dot-bracket files", dir);
-    }
-    qsort(g.gl_pathv, g.gl_pathc, sizeof(char *), cmp_str);
-    for (size_t i = 0; i < g.gl_pathc; i++) add_name(in, strrchr(g.gl_pathv[i], '/') + 1);
-    globfree(&g);
-    return 0;
-}
-
-static int same_dir(const char *a, const char *b) {
-    char ra[PATH_MAX], rb[PATH_MAX];
-    return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
-}
-
-// Classify the inputs. Shards: indir and names. Sequence files: staged = 1.
-static int resolve_inputs(const fold_opts *o, fold_input_set *in, nv_error *err) {
-    struct stat st;
-    if (o->n_inputs == 1 && stat(o->inputs[0], &st) == 0 && S_ISDIR(st.st_mode)) {
-        snprintf(in->indir, sizeof in->indir, "%s", o->inputs[0]);
-        return list_shards(in->indir, in, err);
-    }
-    int n_h5 = 0;
-    for (int i = 0; i < o->n_inputs; i++) {
-        if (strcmp(o->inputs[i], "-") != 0 && stat(o->inputs[i], &st) != 0)
-            return nv_seterr(err, "%s: cannot read input: %s", o->inputs[i], strerror(errno));
-        if (strcmp(o->inputs[i], "-") != 0 && S_ISDIR(st.st_mode))
-            return nv_seterr(err, "%s: a directory among several inputs: give one directory of shards, or files", o->inputs[i]);
-        n_h5 += strcmp(o->inputs[i], "-") != 0 && is_hdf5(o->inputs[i]);
-    }
-    if (n_h5 > 0 && n_h5 < o->n_inputs)
-        return nv_seterr(err, "inputs mix HDF5 shards and sequence files: fold them in two runs, or convert the "
-                              "sequence files with nvwa-prep first");
-    if (n_h5 == 0) {
-        in->staged = 1;
-        int w = 0;
-        for (int i = 0; i < o->n_inputs && w < (int)sizeof in->inputs_desc; i++) {
-            long long size = strcmp(o->inputs[i], "-") == 0 ? -1 : (stat(o->inputs[i], &st), (long long)st.st_size);
-            w += snprintf(in->inputs_desc + w, sizeof in->inputs_desc - (size_t)w, "%s%s (%lld bytes)", i ? ", " : "",
-                          o->inputs[i], size);
-        }
-        return 0;
-    }
-    for (int i = 0; i < o->n_inputs; i++) {
-        char dir[4096];
-        const char *slash = strrchr(o->inputs[i], '/');
-        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->inputs[i]) : 1, slash ? o->inputs[i] : ".");
-        if (i == 0) snprintf(in->indir, sizeof in->indir, "%s", dir);
-        else if (!same_dir(dir, in->indir))
-            return nv_seterr(err, "%s: input shards must lie in one directory (the first is in %s)", o->inputs[i], in->indir);
-        add_name(in, slash ? slash + 1 : o->inputs[i]);
-    }
-    qsort(in->names, in->n, sizeof(char *), cmp_str);
-    for (uint32_t i = 1; i < in->n; i++)
-        if (strcmp(in->names[i], in->names[i - 1]) == 0) return nv_seterr(err, "%s: given twice", in->names[i]);
-    return 0;
-}
-
-// ---------------------------------------------------------------------------------------
-// staging: sequence files -> OUT/.nvwa-fold/input/shard_NNNNN.h5, once
-
-static int stage_flush(const char *dir, int *k, nv_corpus *c, nv_error *err) {
-    if (c->n_seqs == 0) return 0;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/shard_%05d.h5", dir, (*k)++);
-    int rc = nv_shard_write(path, c, err);
-    nv_corpus_free(c);
-    nv_corpus_init(c);
-    return rc;
-}
-
-static int stage_read(const fold_opts *o, const char *dir, nv_error *err) {
-    nv_corpus c;
-    nv_corpus_init(&c);
-    int k = 0, rc = 0;
-    for (int f = 0; f < o->n_inputs && rc == 0; f++) {
-        nv_seqreader *r = nv_seqreader_open(o->inputs[f], o->fmt, o->drop_gaps, err);
-        if (!r) { rc = -1; break; }
-        nv_seqrec rec;
-        int got;
-        while ((got = nv_seqreader_next(r, &rec, err)) > 0) {
-            nv_corpus_append(&c, rec.id, rec.tok, rec.ss, rec.len);
-            if ((double)c.n_tokens >= o->shard_mb * 1048576.0 && stage_flush(dir, &k, &c, err) != 0) { got = -1; break; }
-        }
-        if (got < 0) rc = -1;
-        nv_seqreader_close(r);
-    }
-    if (rc == 0 && k == 0 && c.n_seqs == 0) rc = nv_seterr(err, "%s: no sequences in the input", o->inputs[0]);
-    if (rc == 0) rc = stage_flush(dir, &k, &c, err);
-    nv_corpus_free(&c);
-    return rc;
-}
-
-static void rm_tree_flat(const char *dir) { // the staging directory holds files only
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char path[4400];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static int stage_inputs(const fold_opts *o, fold_input_set *in, nv_error *err) {
-    char dir[4000], tmp[4300], desc[4400];
-    snprintf(dir, sizeof dir, "%s/" FOLD_WORKDIR "/input", o->outdir);
-    snprintf(desc, sizeof desc, "%s/inputs.txt", dir);
-    snprintf(in->indir, sizeof in->indir, "%s", dir);
-    FILE *f = fopen(desc, "r");
-    if (f) { // converted by an earlier run: the same inputs?
-        char old[2048] = "";
-        size_t n = fread(old, 1, sizeof old - 1, f);
-        fclose(f);
-        old[n] = '\0';
-        if (n > 0 && old[n - 1] == '\n') old[n - 1] = '\0';
-        if (strcmp(old, in->inputs_desc) != 0)
-            return nv_seterr(err, "%s was started from other inputs (%s), not %s\n"
-                                  "---> HINT: use a new -o directory for other inputs", o->outdir, old, in->inputs_desc);
-        return list_shards(dir, in, err);
-    }
-    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
-    rm_tree_flat(tmp);
-    if (fold_mkdirs(tmp, err) != 0) return -1;
-    if (!o->quiet) fprintf(stderr, "nvwa-fold: converting %d input file(s) into shards under %s\n", o->n_inputs, dir);
-    char line[2100];
-    int n = snprintf(line, sizeof line, "%s\n", in->inputs_desc);
-    char tdesc[4400];
-    snprintf(tdesc, sizeof tdesc, "%s/inputs.txt", tmp);
-    if (stage_read(o, tmp, err) != 0 || nv_write_file_atomic(tdesc, line, (size_t)n, err) != 0) {
-        rm_tree_flat(tmp);
-        return -1;
-    }
-    if (rename(tmp, dir) != 0) {
-        rm_tree_flat(tmp);
-        return nv_seterr(err, "%s: cannot rename into place: %s", dir, strerror(errno));
-    }
-    return list_shards(dir, in, err);
-}
-
-// ---------------------------------------------------------------------------------------
-// output directory
-
-// OUT must not be the input directory, nor hold shards of something else.
-static int check_outdir(const fold_opts *o, const fold_input_set *in, nv_error *err) {
-    struct stat st;
-    char wd[4200];
-    snprintf(wd, sizeof wd, "%s/" FOLD_WORKDIR, o->outdir);
-    if (stat(o->outdir, &st) != 0) return 0; // created later
-    if (!S_ISDIR(st.st_mode)) return nv_seterr(err, "%s: output is not a directory", o->outdir);
-    if (!in->staged && same_dir(o->outdir, in->indir))
-        return nv_seterr(err, "%s: the output directory is the input directory; give another -o", o->outdir);
-    if (stat(wd, &st) == 0) return 0; // ours: a run to continue
-    fold_input_set probe = {0};
-    nv_error e;
-    if (list_shards(o->outdir, &probe, &e) == 0) {
-        free_names(&probe);
-        return nv_seterr(err, "%s: already holds *.h5 files not written by nvwa-fold; give an empty or new -o directory", o->outdir);
-    }
-    return 0;
-}
-
-static int make_workdir(const fold_opts *o, nv_error *err) {
-    char p[4300];
-    const char *sub[] = {"", "/parts", "/done"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s/" FOLD_WORKDIR "%s", o->outdir, sub[i]);
-        if (fold_mkdirs(p, err) != 0) return -1;
-    }
-    snprintf(p, sizeof p, "%s/.nvwa-fold-probe.%ld", o->outdir, (long)getpid());
-    FILE *f = fopen(p, "w");
-    if (!f) return nv_seterr(err, "%s: output directory is not writable: %s", o->outdir, strerror(errno));
-    fclose(f);
-    unlink(p);
-    return 0;
-}
-
 // Rank 0: inputs, OUT, staging. Then every rank learns indir and lists the names itself.
 static void setup(const fold_opts *o, const nv_dist *d, fold_input_set *in) {
     nv_error err = {{0}};
     int rc = 0;
     if (d->rank == 0) {
-        rc = resolve_inputs(o, in, &err);
-        if (rc == 0) rc = check_outdir(o, in, &err);
-        if (rc == 0 && !o->dry_run) rc = make_workdir(o, &err);
+        rc = fold_resolve_inputs(o, in, &err);
+        if (rc == 0) rc = fold_check_outdir(o, in, &err);
+        if (rc == 0 && !o->dry_run) rc = fold_make_workdir(o, &err);
         if (rc == 0 && in->staged && !o->dry_run) {
-            free_names(in);
-            rc = stage_inputs(o, in, &err);
+            fold_free_names(in);
+            rc = fold_stage_inputs(o, in, &err);
         }
     }
     agree_or_exit(d, rc, &err);
@@ -334,8 +99,8 @@ static void setup(const fold_opts *o, const nv_dist *d, fold_input_set *in) {
     bcast_str(d, in->indir, sizeof in->indir);
     in->staged = staged;
     if (d->rank != 0 && !(staged && o->dry_run)) {
-        if (staged) rc = list_shards(in->indir, in, &err);
-        else rc = resolve_inputs(o, in, &err);
+        if (staged) rc = fold_list_shards(in->indir, in, &err);
+        else rc = fold_resolve_inputs(o, in, &err);
     }
     agree_or_exit(d, rc, &err);
 }
@@ -581,124 +346,6 @@ static uint64_t my_parts(const fold_opts *o, const nv_dist *d, const fold_plan *
 }
 
 // ---------------------------------------------------------------------------------------
-// reports: the dry-run estimate and summary.json
-
-static void fmt_hours(double s, char *buf, size_t n) {
-    if (s < 90) snprintf(buf, n, "%.0f s", s);
-    else if (s < 5400) snprintf(buf, n, "%.0f min", s / 60);
-    else if (s < 48 * 3600) snprintf(buf, n, "%.1f h", s / 3600);
-    else snprintf(buf, n, "%.1f days", s / 86400);
-}
-
-static void add_counts(fold_counts *a, const fold_counts *b) {
-    a->seqs += b->seqs;
-    a->tokens += b->tokens;
-    a->folded += b->folded;
-    a->kept += b->kept;
-    a->too_long += b->too_long;
-    a->empty += b->empty;
-    a->folded_tokens += b->folded_tokens;
-}
-
-// Sequence files under --dry-run: counts and cost straight from the records (no shards).
-static int estimate_stream(const fold_opts *o, fold_counts *k, double *cost, nv_error *err) {
-    memset(k, 0, sizeof *k);
-    *cost = 0;
-    for (int f = 0; f < o->n_inputs; f++) {
-        nv_seqreader *r = nv_seqreader_open(o->inputs[f], o->fmt, o->drop_gaps, err);
-        if (!r) return -1;
-        nv_seqrec rec;
-        int got;
-        uint8_t *unk = NULL;
-        size_t cap = 0;
-        while ((got = nv_seqreader_next(r, &rec, err)) > 0) {
-            if (!rec.ss && rec.len > cap) {
-                cap = rec.len;
-                unk = nv_realloc(unk, cap);
-                memset(unk, 255, cap);
-            }
-            int dd = fold_decide(&o->s, rec.ss ? rec.ss : unk, rec.len);
-            k->seqs++;
-            k->tokens += rec.len;
-            if (dd == FOLD_DO) k->folded++, k->folded_tokens += rec.len, *cost += fold_cost(rec.len);
-            else if (dd == FOLD_KEEP) k->kept++;
-            else if (dd == FOLD_TOO_LONG) k->too_long++;
-            else k->empty++;
-        }
-        free(unk);
-        nv_seqreader_close(r);
-        if (got < 0) return -1;
-    }
-    return 0;
-}
-
-static void print_estimate(const fold_opts *o, const fold_counts *k, uint32_t n_shards, double cost, double left,
-                           uint64_t n_parts, uint64_t parts_done, uint32_t shards_done, int workers, double max_load) {
-    char model[768], a[64];
-    fold_model_string(&o->s, model, sizeof model);
-    if (n_shards) fprintf(stderr, "nvwa-fold: %u shard(s), ", n_shards);
-    else fprintf(stderr, "nvwa-fold: %d input file(s), ", o->n_inputs);
-    fprintf(stderr,
-            "%llu sequences: %llu to fold (%.1f Mnt), %llu kept (known structure), "
-            "%llu longer than %ld nt (not folded), %llu empty\n",
-            (unsigned long long)k->seqs, (unsigned long long)k->folded, (double)k->folded_tokens / 1e6,
-            (unsigned long long)k->kept, (unsigned long long)k->too_long, o->s.max_len, (unsigned long long)k->empty);
-    fmt_hours(cost, a, sizeof a);
-    fprintf(stderr, "nvwa-fold: cost model: %.2f core-hours (%s) for %s; %llu part(s)", cost / 3600, a, model,
-            (unsigned long long)n_parts);
-    if (parts_done || shards_done)
-        fprintf(stderr, ", %llu already saved, %u shard(s) finished", (unsigned long long)parts_done, shards_done);
-    fputc('\n', stderr);
-    if (workers > 0 && left > 0) {
-        fmt_hours(max_load / o->threads, a, sizeof a);
-        fprintf(stderr, "nvwa-fold: this launch: %d worker(s) x %d thread(s): about %s (busiest worker %.2fx the mean)\n",
-                workers, o->threads, a, max_load / (left / workers));
-    }
-    fprintf(stderr, "nvwa-fold: on N cores, ideally:");
-    const int cores[] = {64, 256, 1024, 4096};
-    for (int i = 0; i < 4; i++) {
-        fmt_hours(left / cores[i], a, sizeof a);
-        fprintf(stderr, " %d: %s%s", cores[i], a, i < 3 ? "," : "\n");
-    }
-}
-
-static int write_summary(const fold_opts *o, const nv_dist *d, const fold_plan *p, const fold_counts *k,
-                         const fold_run_stats *st, double seconds, nv_error *err) {
-    char *buf = NULL, model[768], path[4300];
-    size_t size = 0;
-    FILE *f = open_memstream(&buf, &size);
-    if (!f) return nv_seterr(err, "cannot build summary.json: %s", strerror(errno));
-    fold_model_string(&o->s, model, sizeof model);
-    fprintf(f, "{\n  \"program\": \"nvwa-fold\",\n  \"version\": \"%s\",\n  \"viennarna\": \"%s\",\n  \"model\": ", NV_VERSION,
-            fold_vienna_version());
-    nv_json_str(f, model);
-    fprintf(f, ",\n  \"settings\": ");
-    nv_json_str(f, p->settings);
-    fprintf(f, ",\n  \"inputs\": [");
-    for (int i = 0; i < o->n_inputs; i++) {
-        if (i) fputs(", ", f);
-        nv_json_str(f, o->inputs[i]);
-    }
-    fprintf(f, "],\n  \"shards\": %u,\n  \"sequences\": %llu,\n  \"tokens\": %llu,\n  \"folded\": %llu,\n"
-               "  \"folded_tokens\": %llu,\n  \"kept\": %llu,\n  \"too_long\": %llu,\n  \"empty\": %llu,\n"
-               "  \"max_len\": %ld,\n  \"refold\": %s,\n  \"temperature\": %g,\n  \"parts\": %llu,\n",
-            p->n_shards, (unsigned long long)k->seqs, (unsigned long long)k->tokens, (unsigned long long)k->folded,
-            (unsigned long long)k->folded_tokens, (unsigned long long)k->kept, (unsigned long long)k->too_long,
-            (unsigned long long)k->empty, o->s.max_len, o->s.refold ? "true" : "false", o->s.temperature,
-            (unsigned long long)p->n_parts);
-    fprintf(f, "  \"last_run\": {\"ranks\": %d, \"threads\": %d, \"seconds\": %.3f, \"parts_folded\": %llu, "
-               "\"sequences_folded\": %llu, \"tokens_folded\": %llu, \"fold_core_seconds\": %.3f, "
-               "\"sequences_per_second\": %.3f}\n}\n",
-            d->world, o->threads, seconds, (unsigned long long)st->parts_done, (unsigned long long)st->seqs_folded,
-            (unsigned long long)st->tokens_folded, st->fold_seconds, seconds > 0 ? (double)st->seqs_folded / seconds : 0);
-    fclose(f);
-    snprintf(path, sizeof path, "%s/summary.json", o->outdir);
-    int rc = nv_write_file_atomic(path, buf, size, err);
-    free(buf);
-    return rc;
-}
-
-// ---------------------------------------------------------------------------------------
 // options
 
 static void usage(FILE *f) {
@@ -845,16 +492,16 @@ static int parse_args(int argc, char **argv, fold_opts *o, nv_error *err) {
 static void counts_of_plan(const fold_plan *p, fold_counts *k, double *cost) {
     memset(k, 0, sizeof *k);
     *cost = 0;
-    for (uint32_t i = 0; i < p->n_shards; i++) add_counts(k, &p->shards[i].counts), *cost += p->shards[i].cost;
+    for (uint32_t i = 0; i < p->n_shards; i++) fold_add_counts(k, &p->shards[i].counts), *cost += p->shards[i].cost;
 }
 
 static int dry_run_streamed(const fold_opts *o, const nv_dist *d) {
     nv_error err = {{0}};
     fold_counts k;
     double cost = 0;
-    int rc = d->rank == 0 ? estimate_stream(o, &k, &cost, &err) : 0;
+    int rc = d->rank == 0 ? fold_estimate_stream(o, &k, &cost, &err) : 0;
     agree_or_exit(d, rc, &err);
-    if (d->rank == 0) print_estimate(o, &k, 0, cost, cost, (uint64_t)(cost / o->s.part_seconds) + 1, 0, 0, 0, 0);
+    if (d->rank == 0) fold_print_estimate(o, &k, 0, cost, cost, (uint64_t)(cost / o->s.part_seconds) + 1, 0, 0, 0, 0);
     return 0;
 }
 
@@ -883,10 +530,10 @@ static int finish(const fold_opts *o, const nv_dist *d, const fold_plan *p, cons
     for (uint32_t i = 0; i < p->n_shards; i++) {
         if (fold_done_counts(o->outdir, p->shards[i].name, &k) != 0)
             return nv_seterr(err, "%s/" FOLD_WORKDIR "/done: no counts for finished shard %s", o->outdir, p->shards[i].name);
-        add_counts(&all, &k);
+        fold_add_counts(&all, &k);
     }
     double dt = nv_now() - t0;
-    if (write_summary(o, d, p, &all, st, dt, err) != 0) return -1;
+    if (fold_write_summary(o, d->world, p, &all, st, dt, err) != 0) return -1;
     if (!o->quiet)
         fprintf(stderr,
                 "nvwa-fold: wrote %u shard(s) to %s: %llu sequences, %llu folded, %llu kept, %llu longer than %ld nt "
@@ -949,7 +596,7 @@ int main(int argc, char **argv) {
     for (uint32_t i = 0; i < p.n_shards; i++) shards_done += shard_done[i];
     int workers = d.world * (o.array_count ? o.array_count : 1);
     if (d.rank == 0 && (o.dry_run || o.plan_only || !o.quiet))
-        print_estimate(&o, &k, p.n_shards, cost_all, left, p.n_parts, parts_done, shards_done, workers, max_load);
+        fold_print_estimate(&o, &k, p.n_shards, cost_all, left, p.n_parts, parts_done, shards_done, workers, max_load);
     if (o.dry_run || o.plan_only) {
         nv_dist_finalize(&d);
         return 0;
@@ -981,7 +628,7 @@ int main(int argc, char **argv) {
     free(shard_done);
     free(part_done);
     fold_plan_free(&p);
-    free_names(&in);
+    fold_free_names(&in);
     nv_dist_finalize(&d);
     return 0;
 }

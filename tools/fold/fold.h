@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "data/nv_util.h"
+#include "data/seqio.h"
 
 #define FOLD_WORKDIR ".nvwa-fold"
 #define FOLD_NO_ENERGY INT32_MIN // energy of a sequence that was not folded
@@ -156,3 +157,53 @@ int fold_assemble(const fold_settings *s, const fold_plan *p, uint32_t shard, co
                   const char *outdir, int dbn, nv_error *err);
 // Counts of a finished shard (from its .counts file); -1 if missing.
 int fold_done_counts(const char *outdir, const char *name, fold_counts *c);
+
+// ---------------------------------------------------------------------------------------
+// options and inputs (nvwa-fold.c parses, inputs.c resolves)
+
+typedef struct fold_opts {
+    fold_settings s;
+    const char *outdir;
+    char **inputs;
+    int n_inputs;
+    nv_seqfmt fmt;
+    double shard_mb;
+    int drop_gaps, dbn, dry_run, plan_only, quiet, threads;
+    int array_index, array_count; // --array I/M; count 0 = not an array task
+    double progress_every;
+} fold_opts;
+
+// What every rank needs after setup: where the input shards are, and their names.
+typedef struct fold_input_set {
+    char indir[4096];
+    char inputs_desc[2048]; // sequence inputs: "path (bytes) ..." for the staging check
+    int staged;             // inputs were sequence files, converted under the work dir
+    char **names;
+    uint32_t n;
+} fold_input_set;
+
+
+// inputs.c: classify INPUT... (a shard directory, shard files of one directory, or
+// sequence files: staged = 1), list a directory's *.h5 (sorted), convert sequence files
+// into OUT/.nvwa-fold/input once (checked against the inputs on later runs), check OUT
+// (not the input directory, no foreign shards), make the work directory.
+int fold_resolve_inputs(const fold_opts *o, fold_input_set *in, nv_error *err);
+int fold_list_shards(const char *dir, fold_input_set *in, nv_error *err);
+void fold_free_names(fold_input_set *in);
+int fold_stage_inputs(const fold_opts *o, fold_input_set *in, nv_error *err);
+int fold_check_outdir(const fold_opts *o, const fold_input_set *in, nv_error *err);
+int fold_make_workdir(const fold_opts *o, nv_error *err);
+// --dry-run on sequence files: counts and cost straight from the records.
+int fold_estimate_stream(const fold_opts *o, fold_counts *k, double *cost, nv_error *err);
+
+// ---------------------------------------------------------------------------------------
+// report.c
+
+void fold_add_counts(fold_counts *a, const fold_counts *b);
+// Counts, core-hours by the cost model, this launch's time (workers > 0) and ideal times
+// on 64..4096 cores, on stderr. n_shards 0: sequence files.
+void fold_print_estimate(const fold_opts *o, const fold_counts *k, uint32_t n_shards, double cost, double left,
+                         uint64_t n_parts, uint64_t parts_done, uint32_t shards_done, int workers, double max_load);
+// OUT/summary.json of a finished corpus (k: every shard's counts) and this run's figures.
+int fold_write_summary(const fold_opts *o, int ranks, const fold_plan *p, const fold_counts *k,
+                       const fold_run_stats *st, double seconds, nv_error *err);
