@@ -278,17 +278,39 @@ static int part_file_index(const char *name, unsigned *idx) {
     return sscanf(name, "part_%6u.bin%n", idx, &k) == 1 && k > 0 && name[k] == '\0';
 }
 
+// Temporary files of a killed run in dir: names holding `mark` (the writers' temporary
+// suffixes). Only when no other process may be writing them (not an array task).
+static void remove_stale(const char *dir, const char *mark) {
+    DIR *dd = opendir(dir);
+    if (!dd) return;
+    struct dirent *e;
+    char path[4400];
+    while ((e = readdir(dd)) != NULL) {
+        if (!strstr(e->d_name, mark)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(dd);
+}
+
 static void scan_done(const fold_opts *o, const nv_dist *d, const fold_plan *p, uint8_t *shard_done, uint8_t *part_done) {
     memset(shard_done, 0, p->n_shards);
     memset(part_done, 0, p->n_parts ? p->n_parts : 1);
+    if (d->rank == 0 && !o->dry_run && o->array_count == 0) { // a killed assembly's files
+        char dir[4300];
+        remove_stale(o->outdir, ".h5.tmp");  // .<shard>.tmp and the shard writer's .tmp.<pid>
+        remove_stale(o->outdir, ".dbn.tmp."); // the .dbn writer's
+        snprintf(dir, sizeof dir, "%s/" FOLD_WORKDIR "/done", o->outdir);
+        remove_stale(dir, ".tmp.");
+        snprintf(dir, sizeof dir, "%s/" FOLD_WORKDIR, o->outdir);
+        remove_stale(dir, "plan.bin.tmp.");
+    }
     if (d->rank == 0 && !o->dry_run) {
         for (uint32_t i = 0; i < p->n_shards; i++) {
             const fold_shard *sh = &p->shards[i];
             char path[4400], dir[4400], tmp[4800];
             snprintf(path, sizeof path, "%s/%s", o->outdir, sh->name);
             shard_done[i] = access(path, F_OK) == 0;
-            snprintf(tmp, sizeof tmp, "%s/.%s.tmp", o->outdir, sh->name);
-            if (o->array_count == 0) unlink(tmp); // left by a killed assembly
             if (shard_done[i] || sh->n_parts == 0) continue;
             fold_part_path(o->outdir, p, sh->first_part, path, sizeof path);
             snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(path, '/') - path), path);
@@ -553,6 +575,61 @@ static void reduce_stats(const nv_dist *d, fold_run_stats *st) {
     *st = (fold_run_stats){(uint64_t)v[0], (uint64_t)v[1], (uint64_t)v[2], s, v[3] > 0};
 }
 
+// Fold this worker's parts, then (not an array task) assemble; the exit status.
+static int fold_phase(const fold_opts *o, const nv_dist *d, const fold_input_set *in, const fold_plan *p,
+                      const uint8_t *shard_done, const uint64_t *mine, uint64_t n_mine, const fold_progress *prog,
+                      double t0) {
+    nv_error err = {{0}};
+    fold_run_stats st;
+    int rc = fold_run(&o->s, p, in->indir, o->outdir, mine, n_mine, o->threads, prog, &g_stop, &st, &err);
+    agree_or_exit(d, rc, &err);
+    reduce_stats(d, &st);
+    if (st.stopped) {
+        if (d->rank == 0)
+            fprintf(stderr, "nvwa-fold: stopped by a signal; %llu part(s) saved in this run. Run the same command "
+                            "to continue.\n", (unsigned long long)st.parts_done);
+        return EXIT_STOPPED;
+    }
+    if (o->array_count) {
+        if (d->rank == 0 && !o->quiet)
+            fprintf(stderr, "nvwa-fold: array task %d/%d done (%llu part(s) folded). Once every task is done, run "
+                            "nvwa-fold without --array to assemble the shards.\n",
+                    o->array_index, o->array_count, (unsigned long long)st.parts_done);
+        return 0;
+    }
+    agree_or_exit(d, assemble_mine(o, d, in, p, shard_done, &err), &err);
+    agree_or_exit(d, d->rank == 0 ? finish(o, d, p, &st, t0, &err) : 0, &err);
+    return 0;
+}
+
+// After the plan: what is done, this worker's share, the estimate, then the folding.
+static int work(const fold_opts *o, const nv_dist *d, const fold_input_set *in, const fold_plan *p, double t0) {
+    uint8_t *shard_done = nv_malloc(p->n_shards ? p->n_shards : 1), *part_done = nv_malloc(p->n_parts ? p->n_parts : 1);
+    scan_done(o, d, p, shard_done, part_done);
+    uint64_t *mine, my_seqs, parts_done = 0;
+    uint32_t shards_done = 0;
+    double my_cost, max_load, cost_all, left = 0;
+    uint64_t n_mine = my_parts(o, d, p, shard_done, part_done, &mine, &my_cost, &max_load, &my_seqs);
+    fold_counts k;
+    counts_of_plan(p, &k, &cost_all);
+    for (uint64_t i = 0; i < p->n_parts; i++) {
+        int done = part_done[i] || shard_done[p->parts[i].shard];
+        parts_done += (uint64_t)done;
+        if (!done) left += p->parts[i].cost;
+    }
+    for (uint32_t i = 0; i < p->n_shards; i++) shards_done += shard_done[i];
+    int workers = d->world * (o->array_count ? o->array_count : 1);
+    if (d->rank == 0 && (o->dry_run || o->plan_only || !o->quiet))
+        fold_print_estimate(o, &k, p->n_shards, cost_all, left, p->n_parts, parts_done, shards_done, workers, max_load);
+    fold_progress prog = {.enabled = d->rank == 0 && !o->quiet, .rank = d->rank, .world = d->world,
+                          .every = o->progress_every, .cost_total = my_cost, .seqs_total = my_seqs};
+    int status = o->dry_run || o->plan_only ? 0 : fold_phase(o, d, in, p, shard_done, mine, n_mine, &prog, t0);
+    free(mine);
+    free(shard_done);
+    free(part_done);
+    return status;
+}
+
 int main(int argc, char **argv) {
     double t0 = nv_now();
     // no HDF5 teardown at exit: after a damaged input it prints "infinite loop closing
@@ -562,12 +639,12 @@ int main(int argc, char **argv) {
     nv_error err = {{0}};
     if (nv_dist_init(&d, &argc, &argv, 1, &err) != 0) nv_die("%s", err.msg);
     fold_opts o;
-    int pr = parse_args(argc, argv, &o, &err);
-    if (pr != 0) {
-        if (d.rank == 0 && pr > 0) usage(stdout);
-        if (d.rank == 0 && pr < 0) fprintf(stderr, "nvwa: error: %s\n", err.msg);
+    int status = parse_args(argc, argv, &o, &err);
+    if (status != 0) {
+        if (d.rank == 0 && status > 0) usage(stdout);
+        if (d.rank == 0 && status < 0) fprintf(stderr, "nvwa: error: %s\n", err.msg);
         nv_dist_finalize(&d);
-        return pr > 0 ? 0 : 2;
+        return status > 0 ? 0 : 2;
     }
     install_signals();
     agree_or_exit(&d, fold_vienna_init(&o.s, &err), &err);
@@ -575,60 +652,14 @@ int main(int argc, char **argv) {
     memset(&in, 0, sizeof in);
     setup(&o, &d, &in);
     if (in.staged && o.dry_run) {
-        dry_run_streamed(&o, &d);
-        nv_dist_finalize(&d);
-        return 0;
+        status = dry_run_streamed(&o, &d);
+    } else {
+        fold_plan p;
+        make_plan(&o, &in, &d, &p);
+        status = work(&o, &d, &in, &p, t0);
+        fold_plan_free(&p);
     }
-    fold_plan p;
-    make_plan(&o, &in, &d, &p);
-    uint8_t *shard_done = nv_malloc(p.n_shards ? p.n_shards : 1), *part_done = nv_malloc(p.n_parts ? p.n_parts : 1);
-    scan_done(&o, &d, &p, shard_done, part_done);
-    uint64_t *mine, my_seqs, parts_done = 0;
-    uint32_t shards_done = 0;
-    double my_cost, max_load, cost_all, left = 0;
-    uint64_t n_mine = my_parts(&o, &d, &p, shard_done, part_done, &mine, &my_cost, &max_load, &my_seqs);
-    fold_counts k;
-    counts_of_plan(&p, &k, &cost_all);
-    for (uint64_t i = 0; i < p.n_parts; i++) {
-        parts_done += part_done[i] || shard_done[p.parts[i].shard];
-        if (!part_done[i] && !shard_done[p.parts[i].shard]) left += p.parts[i].cost;
-    }
-    for (uint32_t i = 0; i < p.n_shards; i++) shards_done += shard_done[i];
-    int workers = d.world * (o.array_count ? o.array_count : 1);
-    if (d.rank == 0 && (o.dry_run || o.plan_only || !o.quiet))
-        fold_print_estimate(&o, &k, p.n_shards, cost_all, left, p.n_parts, parts_done, shards_done, workers, max_load);
-    if (o.dry_run || o.plan_only) {
-        nv_dist_finalize(&d);
-        return 0;
-    }
-    fold_progress prog = {.enabled = d.rank == 0 && !o.quiet, .rank = d.rank, .world = d.world,
-                          .every = o.progress_every, .cost_total = my_cost, .seqs_total = my_seqs};
-    fold_run_stats st;
-    int rc = fold_run(&o.s, &p, in.indir, o.outdir, mine, n_mine, o.threads, &prog, &g_stop, &st, &err);
-    agree_or_exit(&d, rc, &err);
-    reduce_stats(&d, &st);
-    if (st.stopped) {
-        if (d.rank == 0)
-            fprintf(stderr, "nvwa-fold: stopped by a signal; %llu part(s) saved in this run. Run the same command "
-                            "to continue.\n", (unsigned long long)st.parts_done);
-        nv_dist_finalize(&d);
-        return EXIT_STOPPED;
-    }
-    if (o.array_count) {
-        if (d.rank == 0 && !o.quiet)
-            fprintf(stderr, "nvwa-fold: array task %d/%d done (%llu part(s) folded). Once every task is done, run "
-                            "nvwa-fold without --array to assemble the shards.\n",
-                    o.array_index, o.array_count, (unsigned long long)st.parts_done);
-        nv_dist_finalize(&d);
-        return 0;
-    }
-    agree_or_exit(&d, assemble_mine(&o, &d, &in, &p, shard_done, &err), &err);
-    agree_or_exit(&d, d.rank == 0 ? finish(&o, &d, &p, &st, t0, &err) : 0, &err);
-    free(mine);
-    free(shard_done);
-    free(part_done);
-    fold_plan_free(&p);
     fold_free_names(&in);
     nv_dist_finalize(&d);
-    return 0;
+    return status;
 }

@@ -18,7 +18,8 @@ RANDOM=$SEED
 N=$([ "${NVWA_TEST_LIGHT:-0}" = 1 ] && echo 90 || echo 160)
 awk -v n=$N -v seed=$SEED 'BEGIN { srand(seed); for (i = 0; i < n; i++) { len = 120 + int(rand() * 280); s = "";
   for (k = 0; k < len; k++) s = s substr("ACGU", 1 + int(rand() * 4), 1); printf(">s%d\n%s\n", i, s) } }' > "$T/a.fa"
-"$PREP" -q -o "$T/in" --shard-size 0.015 "$T/a.fa" || fail "nvwa-prep"
+# 4 shards or more: with 2 ranks, rank 0 assembles two of them one after the other
+"$PREP" -q -o "$T/in" --shard-size "$(awk -v n=$N 'BEGIN { print n * 260 / 5 / 1048576 }')" "$T/a.fa" || fail "nvwa-prep"
 echo "$(ls "$T/in" | grep -c h5) input shard(s), $N sequences"
 if [ "$NP" -gt 1 ]; then RUN=(mpirun --oversubscribe -np "$NP" --bind-to none "$FOLD"); T1=1; else RUN=("$FOLD"); T1=2; fi
 ARGS=(--dbn -t $T1 --part-seconds 0.15 --progress 0)

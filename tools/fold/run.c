@@ -202,6 +202,7 @@ static void worker(run_ctx *c) {
         }
 #pragma omp atomic write
         c->inflight[t] = len;
+        if (t == 0) progress(c, 0); // with this thread's own sequence in flight
         double t0 = thread_cpu_seconds();
         nv_error e;
         int32_t energy;
@@ -231,7 +232,6 @@ static void worker(run_ctx *c) {
         // a failed part is not written: its file would hold an unfolded sequence
         if (left == 0 && !c->failed) finish_part(c, L);
         else if (left == 0) live_free(L);
-        if (t == 0) progress(c, 0);
     }
     free(scratch);
     free(ss);
