@@ -31,7 +31,8 @@ static int write_1d(hid_t f, const char *name, hid_t file_type, hid_t mem_type, 
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     int rc = -1;
     if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, chunk) >= 0 && H5Pset_deflate(dcpl, 1) >= 0 &&
-        H5Pset_fletcher32(dcpl) >= 0) { // checksum last: verified before inflating
+        H5Pset_fletcher32(dcpl) >= 0 && // checksum last: verified before inflating
+        H5Pset_obj_track_times(dcpl, 0) >= 0) { // no timestamps: same corpus, same bytes
         hid_t d = H5Dcreate2(f, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
         if (d >= 0) {
             rc = (n == 0 || H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0) ? 0 : -1;
@@ -55,8 +56,13 @@ int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
     // libhdf5's decoders (1.10.8 overreads on a damaged v1 header; tests/fuzz/fuzz_shard)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) H5Pclose(fapl), fapl = -1;
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl >= 0 ? fapl : H5P_DEFAULT);
+    // no timestamps in the root group's header either: a shard's bytes depend on its
+    // contents alone (nvwa-fold's resumed output is compared byte for byte)
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) < 0) H5Pclose(fcpl), fcpl = -1;
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl >= 0 ? fcpl : H5P_DEFAULT, fapl >= 0 ? fapl : H5P_DEFAULT);
     if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     int ok = f >= 0;
     // ids: fixed-length NUL-padded strings as long as the longest id. HDF5 (1.10) refuses
     // deflate and Fletcher32 on variable-length strings, and the ids must be checksummed

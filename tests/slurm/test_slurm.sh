@@ -238,4 +238,37 @@ preempt auto "preempt-$launcher"
 # NVWA_TEST_LIGHT (the sanitizer pass): the template's own launcher only
 [ "$launcher" = mpirun ] || [ "${NVWA_TEST_LIGHT:-0}" = 1 ] || preempt mpirun preempt-mpirun
 
+# ---- 3. launch/nvwa-fold.sbatch: an array chain and a preempted allocation -----------------
+FOLD="$B/tools/nvwa-fold"
+if [ -x "$FOLD" ]; then
+  awk 'BEGIN { srand(11); for (i = 0; i < 60; i++) { len = 60 + int(rand() * 200); s = "";
+    for (k = 0; k < len; k++) s = s substr("ACGU", 1 + int(rand() * 4), 1); printf(">f%d\n%s\n", i, s) } }' > "$tmp/f.fa"
+  "$B/tools/nvwa-prep" -q --shard-size 0.004 -o "$tmp/fin" "$tmp/f.fa" || fail "nvwa-prep (fold)"
+  FARGS=(--dbn --part-seconds 0.02)
+  "$FOLD" -q "${FARGS[@]}" -o "$tmp/fref" "$tmp/fin" || fail "nvwa-fold reference"
+  # plan -> 3 array tasks -> assembly, submitted by the template from "the login node"
+  sub=$(NVWA_FOLD="$FOLD" NVWA_SBATCH_ARGS="--cpus-per-task=1 --time=15 --output=$tmp/out/fold-%x-%A_%a.out" \
+        bash "$S/launch/nvwa-fold.sbatch" --array 3 "$tmp/fin" -o "$tmp/farr" "${FARGS[@]}") || fail "array chain: $sub"
+  fjid=$(sed -n 's/.*assembly job \([0-9]*\).*/\1/p' <<< "$sub")
+  [ -n "$fjid" ] || fail "array chain: no assembly job in '$sub'"
+  wait_final "$fjid"
+  [ "$ST" = COMPLETED ] || { cat "$tmp"/out/fold-*; fail "fold array chain: assembly job $fjid $ST"; }
+  for f in $(cd "$tmp/fref" && ls *.h5 *.dbn); do cmp "$tmp/fref/$f" "$tmp/farr/$f" || fail "fold array chain: $f differs"; done
+  note "nvwa-fold.sbatch --array 3: plan, 3 tasks, assembly: shards byte-identical to a direct run"
+  # an allocation preempted by the warning signal: exit 75, requeue, continue, identical
+  fout="$tmp/out/fold-alloc.out"
+  jid=$(NVWA_FOLD="$FOLD" sbatch --parsable --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 --time=15 --output="$fout" \
+        "$S/launch/nvwa-fold.sbatch" "$tmp/fin" -o "$tmp/falloc" "${FARGS[@]}" --progress 0.2) || fail "sbatch nvwa-fold.sbatch"
+  t=$SECONDS
+  while [ $((SECONDS - t)) -lt 300 ]; do
+    [ -n "$(find "$tmp/falloc/.nvwa-fold/parts" -name 'part_*.bin' 2>/dev/null)" ] && break; sleep 0.05; done
+  scancel --signal=USR1 --batch "$jid" || fail "scancel --signal=USR1 $jid"
+  wait_final "$jid" 1
+  [ "$ST" = COMPLETED ] || { cat "$fout"; fail "fold allocation job $jid: $ST after requeue"; }
+  grep -q "exited with status 75" "$fout" && grep -q "requeued $jid" "$fout" ||
+    { cat "$fout"; fail "fold job $jid: no stop (75) and requeue after the warning signal"; }
+  for f in $(cd "$tmp/fref" && ls *.h5 *.dbn); do cmp "$tmp/fref/$f" "$tmp/falloc/$f" || fail "fold allocation: $f differs"; done
+  note "nvwa-fold.sbatch: SIGUSR1 -> exit 75, requeued, finished: shards byte-identical"
+fi
+
 note "ok"
