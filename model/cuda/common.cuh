@@ -15,6 +15,7 @@
 extern "C" {
 #include "model/backend.h"
 }
+#include "model/cpu/bf16.h"
 
 typedef __nv_bfloat16 bf16;
 
@@ -126,20 +127,10 @@ static inline unsigned nvc_blocks(size_t n, unsigned threads) {
 __device__ __forceinline__ float bf2f(bf16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ bf16 f2bf(float x) { return __float2bfloat16_rn(x); }
 
-// host conversions (upload / download), round to nearest even, NaN kept as NaN
-static inline uint16_t nvc_host_f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // quiet NaN
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static inline float nvc_host_bf2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+// host conversions (upload / download), round to nearest even, NaN kept as NaN: the same
+// functions as cpu-bf16's (model/cpu/bf16.h), so host and twin agree bit for bit
+static inline uint16_t nvc_host_f2bf(float f) { return nv_f32_to_bf16(f); }
+static inline float nvc_host_bf2f(uint16_t h) { return nv_bf16_to_f32(h); }
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

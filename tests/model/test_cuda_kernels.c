@@ -20,20 +20,14 @@
 
 #include "data/nv_util.h"
 #include "model/backend.h"
+#include "model/cpu/bf16.h"
 #include "model/cuda/cuda_api.h"
 #include "tests/testutil.h"
 
 static const nv_backend *C, *G;
 
-static double bf16r(double x) {
-    float f = (float)x;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
+// host bf16 rounding (nearest even), as the CUDA upload does
+static double bf16r(double x) { return nv_bf16_round((float)x); }
 static double *rnd(size_t n, double sd, int act) {
     double *h = nv_malloc((n ? n : 1) * sizeof *h);
     for (size_t i = 0; i < n; i++) h[i] = act ? bf16r(sd * tu_normal()) : sd * tu_normal();

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "model/backend.h"
+#include "model/cpu/bf16.h"
 #include "model/cuda/cuda_api.h"
 #include "tests/testutil.h"
 
@@ -34,15 +35,7 @@
 static const nv_backend *C, *G; // cpu-bf16 (the twin), CUDA under test
 
 // host bf16 rounding (nearest even), as the CUDA upload does
-static double bf16_round(double x) {
-    float f = (float)x;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    u &= 0xffff0000u;
-    memcpy(&f, &u, 4);
-    return f;
-}
+static double bf16_round(double x) { return nv_bf16_round((float)x); }
 
 static double *rnd(size_t n, double mean, double sd, int act) {
     double *h = malloc((n ? n : 1) * sizeof *h);
