@@ -168,9 +168,36 @@ static void agree_or_exit(const nv_dist *d, int failed, const char *msg, int qui
     exit(1);
 }
 
+// [train] attention = auto on the GPU times cuDNN against the native kernels at their first
+// call; the two round differently, so a resumed run must use what the interrupted one chose:
+// rank 0 keeps the decisions in <checkpoint dir>/attention-choice (written once, atomically),
+// and a resume from that directory reads them back.
+static void attention_choice_save(const nv_config *cfg, const nv_dist *d) {
+    int c[4];
+    char path[NV_PATH_MAX + 32], line[64];
+    if (d->rank != 0 || !nv_cuda_get_attention_choices(c)) return;
+    snprintf(path, sizeof path, "%s/attention-choice", cfg->checkpoint.dir);
+    if (access(path, F_OK) == 0) return;
+    const int n = snprintf(line, sizeof line, "%d %d %d %d\n", c[0], c[1], c[2], c[3]);
+    nv_error err;
+    if (nv_write_file_atomic(path, line, (size_t)n, &err) != 0)
+        fprintf(stderr, "nvwa: warning: %s (a resumed run may time the attention kernels again)\n", err.msg);
+}
+
+static void attention_choice_load(const char *root) {
+    char path[NV_PATH_MAX + 32];
+    int c[4];
+    snprintf(path, sizeof path, "%s/attention-choice", root);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (fscanf(f, "%d %d %d %d", &c[0], &c[1], &c[2], &c[3]) == 4) nv_cuda_set_attention_choices(c);
+    fclose(f);
+}
+
 static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state *ts, long step) {
     nv_ckpt_state s;
     nv_error err;
+    attention_choice_save(cfg, d);
     if (ts->masters_stale) { // ZeRO-1: every rank's updated fp32 shard, for the full masters
         const size_t total = nv_model_params(ts->model)->total;
         if (ts->nccl) nv_nccl_zero1_allgather(ts->nccl, nv_model_master(ts->model), total, 4);
@@ -238,6 +265,7 @@ static long maybe_resume(const nv_config *cfg, const nv_dist *d, train_state *ts
         be->to_device(ts->opt->v, s.adam_v, (ts->hi - ts->lo) * 4);
     }
     nv_model_refresh_act(ts->model);
+    attention_choice_load(src); // a checkpoint root (auto, or given); a step dir has none
     ts->opt->t_step = (long)s.extra[0];
     *ts->consecutive_skips = (int)s.extra[1];
     if (nv_loader_set_cursor(ts->loader, &s.cursor, &err) != 0)

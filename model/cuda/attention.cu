@@ -531,6 +531,18 @@ extern "C" void nv_cuda_set_attention(int mode) {
     memset(g_attsel.choice, 0, sizeof g_attsel.choice);
 }
 
+extern "C" int nv_cuda_get_attention_choices(int c[4]) {
+    int any = 0;
+    for (int i = 0; i < 4; i++) any |= (c[i] = g_attsel.choice[i / 2][i % 2]) != 0;
+    return any;
+}
+
+extern "C" void nv_cuda_set_attention_choices(const int c[4]) {
+    if (g_attsel.mode != NV_ATTN_MODE_AUTO) return; // an explicit mode wins
+    for (int i = 0; i < 4; i++)
+        if (c[i] == NV_ATTN_MODE_CUDNN || c[i] == NV_ATTN_MODE_NATIVE) g_attsel.choice[i / 2][i % 2] = c[i];
+}
+
 static int first_rank(void) {
     const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "SLURM_PROCID", "PMIX_RANK"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {

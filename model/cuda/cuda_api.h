@@ -17,6 +17,11 @@ void nv_cuda_set_local_rank(int local_rank);
 // the first attention op; model/cuda/attention.cu decides per direction and layer kind at
 // its first call and prints the choice. Default auto.
 void nv_cuda_set_attention(int mode);
+// auto's decisions, so that a resumed run uses the kernels the interrupted one chose (the two
+// round differently; a new timing could choose otherwise and break bit-exact resume):
+// c[bwd * 2 + local] is 0 (undecided), 1 (cuDNN) or 2 (native). get returns 1 when any is decided.
+int nv_cuda_get_attention_choices(int c[4]);
+void nv_cuda_set_attention_choices(const int c[4]);
 
 // Tests and benchmarks: 1 when cuDNN's fused attention can run this shape (its graph is built
 // now, deterministic backward included), else 0 and *why says why (built without the

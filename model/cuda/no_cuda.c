@@ -12,6 +12,11 @@ const nv_backend *nv_backend_cuda(const char **why) {
 
 void nv_cuda_set_local_rank(int local_rank) { (void)local_rank; }
 void nv_cuda_set_attention(int mode) { (void)mode; }
+int nv_cuda_get_attention_choices(int c[4]) {
+    for (int i = 0; i < 4; i++) c[i] = 0;
+    return 0;
+}
+void nv_cuda_set_attention_choices(const int c[4]) { (void)c; }
 int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, int H, int dh,
                                int window, const char **why) {
     (void)bwd; (void)segs; (void)n; (void)H; (void)dh; (void)window;
