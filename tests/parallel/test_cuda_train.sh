@@ -3,8 +3,8 @@
 #   1. tiny for 50 steps on cuda and on cpu-bf16 (its twin) with the same seed and data: every
 #      logged loss within 2% (cpu-bf16 against fp32 is within 0.1% here, test_train_bf16;
 #      the GPU differs from the twin only in fp32 summation orders);
-#   2. kill -9 and resume on the GPU: byte-identical weights (test_kill_resume.sh, native
-#      attention: deterministic);
+#   2. kill -9 and resume on the GPU: byte-identical weights (test_kill_resume.sh, attention
+#      = auto: the resumed runs reuse the first run's timed kernel choice);
 #   3. with 2+ GPUs: DP, TP and ZeRO-1 (overlap on and off) over NCCL against one rank
 #      (test_parallel.sh bf16 cuda, layouts up to the GPU count); with one GPU this part
 #      says it is skipped.

@@ -6,7 +6,8 @@
 # identical too. NP = 1 runs one process; NP = 2 runs two data-parallel ranks under mpirun.
 # PRECISION (default fp32) bf16 runs it on cpu-bf16, whose state is staged through host
 # copies for the checkpoint, as on a GPU.
-# DEVICE (default cpu) cuda runs it on the GPU (with the deterministic native attention kernel).
+# DEVICE (default cpu) cuda runs it on the GPU, with [train] attention = auto: the resumed
+# runs must reuse the interrupted run's timed choice (<checkpoint dir>/attention-choice).
 #   usage: test_kill_resume.sh [NP [PRECISION [DEVICE]]]
 set -uo pipefail
 NP=${1:-1}
@@ -21,7 +22,6 @@ STEPS=60 # enough checkpoints (every 3) that 4 rounds of kills cannot reach the 
 ARGS=("$S/configs/tiny.ini" data.train="$tmp/shards" train.steps=$STEPS data.seq-length=128
       data.micro-batch=2 data.global-batch=4 model.num-layers=2 checkpoint.every=3
       checkpoint.keep=2 log.every=1 train.precision=$PREC train.device=$DEV -q)
-[ "$DEV" = cuda ] && ARGS+=(train.attention=native)
 if [ "$NP" -gt 1 ]; then
   RUN=(mpirun --oversubscribe -np "$NP" --bind-to none "$B/nvwa-train")
 else
