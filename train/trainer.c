@@ -238,6 +238,7 @@ static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state 
 static long maybe_resume(const nv_config *cfg, const nv_dist *d, train_state *ts) {
     const char *how = cfg->checkpoint.resume, *src = NULL;
     if (strcmp(how, "none") == 0) return 0;
+    if (cfg->checkpoint.dir[0]) attention_choice_load(cfg->checkpoint.dir); // this run's own
     if (strcmp(how, "auto") == 0) {
         if (!cfg->checkpoint.dir[0]) return 0;
         char (*dirs)[NV_PATH_MAX] = NULL;

@@ -32,6 +32,12 @@ fi
 "${RUN[@]}" "${ARGS[@]}" checkpoint.dir="$tmp/ref" > "$tmp/ref.log" 2>&1 || { cat "$tmp/ref.log"; fail "reference run"; }
 "$B/tools/nvwa-ckpt" export "$tmp/ref" -o "$tmp/ref.safetensors" > /dev/null || fail "export ref"
 
+# on the GPU the killed runs follow the reference's attention kernels (auto's timed choice,
+# kept beside the checkpoints), as a requeued job follows its first run's
+if [ "$DEV" = cuda ] && [ -f "$tmp/ref/attention-choice" ]; then
+  mkdir -p "$tmp/run" "$tmp/term"; cp "$tmp/ref/attention-choice" "$tmp/run/"; cp "$tmp/ref/attention-choice" "$tmp/term/"
+fi
+
 latest_step() { sed -n 's/^step_0*\([0-9][0-9]*\)$/\1/p' "$tmp/run/latest" 2>/dev/null || echo 0; }
 
 # killed run: kill -9 while a save is paused (its .tmp dir exists), then at random moments
