@@ -85,7 +85,9 @@ typedef struct nv_loader nv_loader;
 typedef struct nv_dataset nv_dataset;
 // The sequences come from ds (data/dataset.h: in memory or streamed from shards), which
 // must outlive the loader. dp_rank/dp_size: this rank's data-parallel coordinates. prefetch
-// as in nv_loader_create_ex. The stream is the same bit for bit whatever the source.
+// as in nv_loader_create_ex (NV_LOADER_PREFETCH is nv_loader_create's). The stream is the
+// same bit for bit whatever the source.
+#define NV_LOADER_PREFETCH 4
 nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank, int dp_size,
                                int prefetch, nv_error *err);
 // A corpus in memory; it must outlive the loader.
@@ -105,6 +107,11 @@ int nv_loader_accum(const nv_loader *l); // micro-batches per rank per step
 // says which, and every later call returns NULL too.
 const nv_batch *nv_loader_next(nv_loader *l);
 const char *nv_loader_error(const nv_loader *l); // NULL while all is well
+// When the step being drawn cannot run (a read error on this or another rank): stop
+// prefetching and move the cursor back to the start of that step, i.e. the last completed
+// one, whether this rank drew all of the step's micro-batches or failed on one. Afterwards
+// only nv_loader_get_cursor and nv_loader_free may be called.
+void nv_loader_step_back(nv_loader *l);
 // Cursor at the current step boundary (only valid between global steps); after a read
 // error, the cursor of the last completed step.
 void nv_loader_get_cursor(const nv_loader *l, nv_loader_cursor *cur);

@@ -47,7 +47,7 @@
 #include "data/rng.h"
 #include "data/vocab.h"
 
-#define DEFAULT_PREFETCH 4
+#define DEFAULT_PREFETCH NV_LOADER_PREFETCH
 
 typedef struct gen_state {
     uint64_t epoch, step;
@@ -90,6 +90,7 @@ struct nv_loader {
     nv_loader_cursor *sync_cur;
     uint64_t consumed;
     nv_loader_cursor *last; // cursor after the last completed step
+    nv_loader_cursor *prev; // and the one before it (nv_loader_step_back)
     int failed;             // a micro-batch could not be read: next returns NULL from then on
 };
 
@@ -435,7 +436,9 @@ nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank
     l->win_tok = nv_malloc((size_t)l->seq_len);
     l->win_ss = nv_malloc((size_t)l->seq_len);
     l->last = cursor_new();
+    l->prev = cursor_new();
     fill_cursor(l, l->last);
+    fill_cursor(l, l->prev);
 
     l->depth = prefetch;
     if (prefetch == 0) {
@@ -505,6 +508,7 @@ void nv_loader_free(nv_loader *l) {
     free(l->win_tok);
     free(l->win_ss);
     free(l->last);
+    free(l->prev);
     if (l->own_ds) nv_dataset_free(l->ds);
     free(l);
 }
@@ -520,7 +524,10 @@ const nv_batch *nv_loader_next(nv_loader *l) {
             l->failed = 1;
             return NULL;
         }
-        if (final) copy_cursor(l->last, l->sync_cur);
+        if (final) {
+            copy_cursor(l->prev, l->last);
+            copy_cursor(l->last, l->sync_cur);
+        }
         l->consumed++;
         return &l->sync_batch;
     }
@@ -539,12 +546,27 @@ const nv_batch *nv_loader_next(nv_loader *l) {
         l->failed = 1;
         return NULL;
     }
-    if (l->ring_final[i]) copy_cursor(l->last, l->ring_cur[i]);
+    if (l->ring_final[i]) {
+        copy_cursor(l->prev, l->last);
+        copy_cursor(l->last, l->ring_cur[i]);
+    }
     l->consumed++;
     return &l->ring[i];
 }
 
 const char *nv_loader_error(const nv_loader *l) { return l->failed ? l->err.msg : NULL; }
+
+void nv_loader_step_back(nv_loader *l) {
+    stop_producer(l);
+    if (!l->failed) { // a complete step was drawn: its start is the cursor before the last
+        if (l->consumed % (uint64_t)l->accum)
+            nv_die("loader: step_back in the middle of a global step");
+        if (l->consumed > 0) copy_cursor(l->last, l->prev);
+        nv_seterr(&l->err, "loader: stepped back to the start of the step (no more batches)");
+        l->failed = 1;
+    }
+    l->consumed = 0;
+}
 
 void nv_loader_get_cursor(const nv_loader *l, nv_loader_cursor *cur) {
     // after a read error: the last completed step, where a checkpoint resumes from
@@ -583,6 +605,7 @@ int nv_loader_set_cursor(nv_loader *l, const nv_loader_cursor *cur, nv_error *er
     ensure_perm(l);
     maybe_next_epoch(l);
     fill_cursor(l, l->last);
+    fill_cursor(l, l->prev);
     l->consumed = 0;
     start_producer(l);
     return rc;

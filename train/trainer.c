@@ -48,13 +48,34 @@ const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err) {
     }
 }
 
-int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err) {
-    if (cfg->data.train[0]) return nv_corpus_open(cfg->data.train, out, 0, err); // it inits out
-    nv_corpus_init(out);
+int nv_open_train_data(const nv_config *cfg, nv_corpus *mem, nv_dataset **out, nv_error *err) {
+    nv_corpus_init(mem);
+    *out = NULL;
+    if (cfg->data.train[0]) {
+        const char *spec = cfg->data.train;
+        return nv_dataset_open(&spec, 1, out, err);
+    }
     nv_synth_params sp;
     nv_synth_defaults(&sp, NV_SYNTH_DEFAULT_SEQS, cfg->data.seed);
-    nv_synth_corpus(out, &sp);
+    nv_synth_corpus(mem, &sp);
+    *out = nv_dataset_wrap(mem);
     return 0;
+}
+
+// The data line, and a hint for shards whose chunks make random reads slow.
+static void report_data(const nv_config *cfg, nv_dataset *ds) {
+    printf("data: %s: %llu sequences, %llu tokens (%llu with structure)", cfg->data.train[0] ? cfg->data.train
+           : "synthetic (in-process)", (unsigned long long)nv_dataset_n_seqs(ds),
+           (unsigned long long)nv_dataset_n_tokens(ds), (unsigned long long)nv_dataset_n_with_structure(ds));
+    if (nv_dataset_streamed(ds))
+        printf("; streamed from %d shard(s), index %.1f MiB per rank", nv_dataset_n_shards(ds),
+               (double)nv_dataset_index_bytes(ds) / 1048576.0);
+    printf("\n");
+    const uint64_t chunk = nv_dataset_max_chunk(ds);
+    if (chunk > ((uint64_t)NV_SHARD_CHUNK_KB << 12)) // 4x the default: old shards
+        fprintf(stderr, "nvwa: warning: [data] train has shards with %llu KiB chunks: every random read inflates "
+                        "a whole chunk\n---> HINT: rewrite them with this nvwa-prep (--chunk-kb %d) for faster "
+                        "streaming\n", (unsigned long long)(chunk >> 10), NV_SHARD_CHUNK_KB);
 }
 
 
@@ -173,6 +194,30 @@ static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state 
     }
     if (d->rank == 0)
         printf("checkpoint: step %ld saved under %s in %.2f s\n", step, cfg->checkpoint.dir, nv_now() - t0);
+}
+
+// A shard that cannot be read in the middle of a run (Fletcher32 mismatch, I/O error) is
+// never skipped: every rank agrees at once (before the step's compute), the state of the
+// last completed step is saved with the cursor of that step (unless that checkpoint exists:
+// just resumed, or saved at that step), the lowest failing rank prints what failed (shard,
+// dataset, sequence) and every rank exits 1. Returns when no rank failed.
+static void stop_on_data_error(const nv_config *cfg, const nv_dist *d, train_state *ts, long step,
+                               long start_step, const char *why) {
+    int bad = why != NULL;
+    nv_allreduce_max_int(d, d->comm_world, &bad, 1);
+    if (!bad) return;
+    nv_loader_step_back(ts->loader);
+    const int have = step == start_step || (cfg->checkpoint.every > 0 && step % cfg->checkpoint.every == 0);
+    if (cfg->checkpoint.dir[0] && !have) save_checkpoint(cfg, d, ts, step);
+    const char *w = why ? why : "", *nl = strchr(w, '\n');
+    char msg[2600];
+    if (cfg->checkpoint.dir[0])
+        snprintf(msg, sizeof msg, "%.*s; training stopped before step %ld, the state of step %ld is under %s%s",
+                 nl ? (int)(nl - w) : 1100, w, step + 1, step, cfg->checkpoint.dir, nl ? nl : "");
+    else
+        snprintf(msg, sizeof msg, "%.*s; training stopped before step %ld (no [checkpoint] dir: nothing saved)%s",
+                 nl ? (int)(nl - w) : 1100, w, step + 1, nl ? nl : "");
+    agree_or_exit(d, why != NULL, msg, 0);
 }
 
 // Resume per [checkpoint] resume: "none"; "auto" = the newest complete checkpoint under
@@ -349,15 +394,12 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     if (strcmp(be->name, "cpu") != 0 && !on_gpu && d->world > 1)
         nv_dist_abort(d, "multi-rank training on %s is not wired up\n---> HINT: [train] device = cpu", be->name);
     nv_nccl *nccl = on_gpu && d->world > 1 ? nv_nccl_create(d) : NULL;
-    nv_corpus corpus;
-    // every rank reads the shards; one line for the job when any of them cannot, before any work
-    agree_or_exit(d, nv_load_train_corpus(cfg, &corpus, &err) != 0, err.msg, 0);
-    if (root)
-        printf("data: %s: %llu sequences, %llu tokens (%llu with structure)\n",
-               cfg->data.train[0] ? cfg->data.train : "synthetic (in-process)",
-               (unsigned long long)corpus.n_seqs, (unsigned long long)corpus.n_tokens,
-               (unsigned long long)corpus.n_with_structure);
-    nv_loader *loader = nv_loader_create(&corpus, cfg, d->dp_rank, d->dp_size, &err);
+    nv_corpus mem;
+    nv_dataset *corpus = NULL;
+    // every rank opens the shards (index only); one line for the job when any of them cannot
+    agree_or_exit(d, nv_open_train_data(cfg, &mem, &corpus, &err) != 0, err.msg, 0);
+    if (root) report_data(cfg, corpus);
+    nv_loader *loader = nv_loader_create_ds(corpus, cfg, d->dp_rank, d->dp_size, NV_LOADER_PREFETCH, &err);
     if (!loader) nv_dist_abort(d, "%s", err.msg);
     const int accum = nv_loader_accum(loader);
     const int rows = cfg->data.micro_batch, L = cfg->data.seq_length;
@@ -431,13 +473,16 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         }
         // [0] mlm positions, [1] structure positions, [2] real tokens: over the global batch
         long cnt[3] = {0, 0, 0}, n_lens = 0;
-        for (int a = 0; a < accum; a++) {
-            nv_batch_copy(&mb[a], nv_loader_next(loader));
+        const nv_batch *got = NULL;
+        for (int a = 0; a < accum && (a == 0 || got); a++) {
+            if (!(got = nv_loader_next(loader))) break;
+            nv_batch_copy(&mb[a], got);
             cnt[0] += mb[a].n_mlm;
             cnt[1] += mb[a].n_struct;
             cnt[2] += mb[a].n_real;
             n_lens += nv_batch_segments(&mb[a], NULL, lens + n_lens, NULL);
         }
+        stop_on_data_error(cfg, d, &ts, step, start_step, nv_loader_error(loader));
         if (debug_hash)
             for (int a = 0; a < accum; a++) {
                 const size_t n = (size_t)rows * L;
@@ -577,7 +622,7 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
             tok_window = flop_window = 0;
         }
         // --- evaluation hook ---
-        t_window += nv_eval_hook_step(&eval_hook, model, &corpus, cfg, d, &lg, step + 1);
+        t_window += nv_eval_hook_step(&eval_hook, model, corpus, cfg, d, &lg, step + 1);
         // --- end evaluation hook ---
         // step boundary: every rank agrees whether to stop (signal or time limit)
         const long done = step + 1;
@@ -616,7 +661,8 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
     nv_model_free(model);
     nv_loader_free(loader);
     nv_eval_hook_free(&eval_hook); // evaluation hook
-    nv_corpus_free(&corpus);
+    nv_dataset_free(corpus);
+    nv_corpus_free(&mem);
     nv_nccl_free(nccl);
     return rc;
 }
