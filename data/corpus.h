@@ -66,3 +66,22 @@ typedef struct nv_shard_info {
 } nv_shard_info;
 // offsets (may be NULL) receives a malloc'ed [n_seqs + 1] array.
 int nv_shard_index(const char *path, nv_shard_info *info, uint64_t **offsets, nv_error *err);
+
+// Full verification of one shard (data/verify.c): everything nv_shard_read checks - every
+// checksum of the four datasets, the offsets, token ids, structure bytes and brackets,
+// n_with_structure, nt_counts/class_counts - with memory bounded by /offsets, /ids and a
+// few chunks, never the whole shard. Thread-safe: several shards can be verified at once
+// (the chunks of nvwa-prep's pipeline are decoded outside libhdf5's lock). info may be NULL.
+int nv_shard_verify(const char *path, nv_shard_info *info, nv_error *err);
+
+// The pieces of the checks, shared by the reader and the verifier.
+int nv_shard_check_offsets(const char *path, const uint64_t *off, uint64_t n_seqs, uint64_t n_tokens,
+                           nv_error *err);
+// Sequence i (len bytes of tokens and structure): ids 5..15, bytes 0..8 or 255, balanced
+// brackets; *known = whether any structure byte is known.
+int nv_shard_check_seq(const char *path, uint64_t i, const uint8_t *tok, const uint8_t *ss, uint64_t len,
+                       int *known, nv_error *err);
+int nv_shard_check_counts(const char *path, const nv_shard_info *h, const uint64_t nt[16],
+                          const uint64_t cls[3], uint64_t with_ss, nv_error *err);
+int nv_shard_check_ids(const char *path, uint64_t n_seqs, nv_error *err); // /ids read and dropped
+uint32_t nv_fletcher32(const uint8_t *data, size_t n); // HDF5's Fletcher32 checksum

@@ -460,6 +460,20 @@ static int index_fn(shard_rd *r, void *info, void *offsets, int unused) {
     return shard_index_open(r, info, offsets);
 }
 
+static int ids_fn(shard_rd *r, void *n_seqs, void *unused, int flag) {
+    (void)unused, (void)flag;
+    const uint64_t n = *(const uint64_t *)n_seqs;
+    hid_t did = open_1d(r, "ids", H5T_STRING, 0, n);
+    if (did < 0) return -1;
+    int rc = read_ids(r, did, n, NULL);
+    H5Dclose(did);
+    return rc;
+}
+
+int nv_shard_check_ids(const char *path, uint64_t n_seqs, nv_error *err) {
+    return with_shard(path, err, ids_fn, &n_seqs, NULL, 0);
+}
+
 int nv_shard_index(const char *path, nv_shard_info *info, uint64_t **offsets, nv_error *err) {
     if (offsets) *offsets = NULL;
     return with_shard(path, err, index_fn, info, offsets, 0);
