@@ -210,13 +210,12 @@ static void stop_on_data_error(const nv_config *cfg, const nv_dist *d, train_sta
     const int have = step == start_step || (cfg->checkpoint.every > 0 && step % cfg->checkpoint.every == 0);
     if (cfg->checkpoint.dir[0] && !have) save_checkpoint(cfg, d, ts, step);
     const char *w = why ? why : "", *nl = strchr(w, '\n');
-    char msg[2600];
-    if (cfg->checkpoint.dir[0])
-        snprintf(msg, sizeof msg, "%.*s; training stopped before step %ld, the state of step %ld is under %s%s",
-                 nl ? (int)(nl - w) : 1100, w, step + 1, step, cfg->checkpoint.dir, nl ? nl : "");
-    else
-        snprintf(msg, sizeof msg, "%.*s; training stopped before step %ld (no [checkpoint] dir: nothing saved)%s",
-                 nl ? (int)(nl - w) : 1100, w, step + 1, nl ? nl : "");
+    char msg[2600], where[NV_PATH_MAX + 64];
+    if (!cfg->checkpoint.dir[0]) snprintf(where, sizeof where, " (no [checkpoint] dir: nothing saved)");
+    else if (step == 0) snprintf(where, sizeof where, " (no step completed: nothing to save)");
+    else snprintf(where, sizeof where, ", the state of step %ld is under %s", step, cfg->checkpoint.dir);
+    snprintf(msg, sizeof msg, "%.*s; training stopped before step %ld%s%s", nl ? (int)(nl - w) : 1100, w, step + 1,
+             where, nl ? nl : "");
     agree_or_exit(d, why != NULL, msg, 0);
 }
 
