@@ -38,7 +38,7 @@ int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err);
 // Writer options. chunk_kb: chunk length of /tokens and /structure in KiB. A random read
 // inflates every chunk it touches, so small chunks read fast and compress a little worse
 // (docs/data.md has the measurements behind the default); 0 = NV_SHARD_CHUNK_KB.
-#define NV_SHARD_CHUNK_KB 16
+#define NV_SHARD_CHUNK_KB 4
 typedef struct nv_shard_opts {
     int chunk_kb;
 } nv_shard_opts;
