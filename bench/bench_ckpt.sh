@@ -32,7 +32,7 @@ best() { # command...: best wall seconds of $reps runs
   printf '%.3f' "$b"
 }
 gbs() { printf '%.2f' "$(echo "$1 / $2 / 1000000000" | bc -l)"; }
-pct() { printf '%.0f%%' "$(echo "100 * $2 / $1" | bc -l)"; } # dd seconds, our seconds: our speed as % of dd
+pct() { printf '%.0f%%' "$(echo "100 * $1 / $2" | bc -l)"; } # dd seconds, our seconds: our speed as % of dd's
 
 rows=""
 run_case() { # name, bench_ckpt args...
