@@ -12,11 +12,13 @@ B=${NVWA_BUILD_ROOT:?}; S=${NVWA_SOURCE_ROOT:?}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-"$B/tools/nvwa-prep" --synthetic 100 --seed $RANDOM --chunk-kb 1 -o "$tmp/good" -q || fail "nvwa-prep"
+# NVWA_TEST_LIGHT (the sanitizer pass): half the corpus and the steps
+if [ "${NVWA_TEST_LIGHT:-0}" = 1 ]; then NSEQ=50 STEPS=100; else NSEQ=100 STEPS=200; fi
+"$B/tools/nvwa-prep" --synthetic $NSEQ --seed $RANDOM --chunk-kb 1 -o "$tmp/good" -q || fail "nvwa-prep"
 cp -r "$tmp/good" "$tmp/data"
 ds=$([ $((RANDOM % 2)) = 0 ] && echo tokens || echo structure)
-"$B/tests/faults/damage_chunk" "$tmp/data/shard_00000.h5" $ds $((5 + RANDOM % 25)) || fail "damage_chunk"
-STEPS=200 # two epochs of this corpus: the damaged chunk is needed well before the end
+# a chunk in the middle; STEPS is two epochs of the corpus: the chunk is needed well before
+"$B/tests/faults/damage_chunk" "$tmp/data/shard_00000.h5" $ds $((NSEQ / 20 + RANDOM % (NSEQ / 4))) || fail "damage_chunk"
 ARGS=("$S/configs/tiny.ini" train.steps=$STEPS data.seq-length=128 data.micro-batch=2
       data.global-batch=4 model.num-layers=2 checkpoint.every=7 checkpoint.keep=2 log.every=50 -q)
 if [ "$NP" -gt 1 ]; then RUN=(mpirun -q --oversubscribe -np "$NP" --bind-to none "$B/nvwa-train")

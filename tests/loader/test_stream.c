@@ -9,6 +9,7 @@
 // the shard, the dataset and the sequence; the loader stops there with the cursor of the
 // last completed step, every batch before it identical to the in-memory stream.
 #include <hdf5.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,6 +38,21 @@ static void write_shards(const nv_corpus *c, int n_shards, int chunk_kb, uint64_
         REQUIRE(nv_shard_write_ex(path, &part, &o, &err) == 0, "write %s: %s", path, err.msg);
         nv_corpus_free(&part);
     }
+}
+
+// Open with a low open-file limit: at most 3 shards open at once, so the least recently used
+// ones are closed and opened again as the reads go on.
+static nv_dataset *open_limited(const char *spec) {
+    struct rlimit rl0, rl;
+    nv_error err;
+    nv_dataset *ds = NULL;
+    REQUIRE(getrlimit(RLIMIT_NOFILE, &rl0) == 0, "getrlimit");
+    rl = rl0;
+    rl.rlim_cur = 12;
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit");
+    REQUIRE(nv_dataset_open(&spec, 1, &ds, &err) == 0, "open: %s", err.msg);
+    REQUIRE(setrlimit(RLIMIT_NOFILE, &rl0) == 0, "setrlimit");
+    return ds;
 }
 
 static void compare_loaders(nv_dataset *mem, nv_dataset *st, const nv_config *cfg, int dp, int prefetch,
@@ -110,7 +126,7 @@ int main(void) {
     tl_lengths lm = {0.3, 0.2, 5, 300, 900}; // a fifth longer than S - 2: cropped windows
     nv_corpus c;
     tl_make_corpus(&c, (uint64_t)tu_int(300, 500), &lm, 0.7);
-    const int n_shards = tu_int(2, 5), chunk_kb = tu_int(1, 3);
+    const int n_shards = tu_int(4, 6), chunk_kb = tu_int(1, 3);
     uint64_t first[8];
     write_shards(&c, n_shards, chunk_kb, first);
     printf("%llu sequences, %llu tokens in %d shards, %d KiB chunks\n", (unsigned long long)c.n_seqs,
@@ -119,7 +135,7 @@ int main(void) {
     nv_error err;
     nv_dataset *st = NULL, *mem = nv_dataset_wrap(&c);
     const char *spec = dir;
-    REQUIRE(nv_dataset_open(&spec, 1, &st, &err) == 0, "open: %s", err.msg);
+    st = open_limited(spec);
     CHECK(nv_dataset_streamed(st) && !nv_dataset_streamed(mem), "streamed flags");
     CHECK(nv_dataset_n_seqs(st) == c.n_seqs && nv_dataset_n_tokens(st) == c.n_tokens &&
           nv_dataset_n_with_structure(st) == c.n_with_structure && nv_dataset_n_shards(st) == n_shards,
@@ -141,6 +157,11 @@ int main(void) {
         bad_win += memcmp(tok, c.tokens + c.offsets[i] + off, n) || memcmp(ss, c.structure + c.offsets[i] + off, n);
     }
     CHECK(bad_win == 0, "%ld windows differ", bad_win);
+    nv_dataset_stats dst;
+    nv_dataset_get_stats(st, &dst);
+    CHECK(dst.opens > (uint64_t)n_shards, "%llu shard opens for %d shards: the limit of 3 open was not in force",
+          (unsigned long long)dst.opens, n_shards);
+    printf("%llu reads, %llu shard opens (at most 3 open)\n", (unsigned long long)dst.reads, (unsigned long long)dst.opens);
     CHECK(nv_dataset_read(st, 0, 0, nv_corpus_len(&c, 0) + 1, tok, ss, &err) != 0, "a window past the end was read");
 
     // reference counts: from the attributes, and by streaming a shard without them
@@ -155,8 +176,7 @@ int main(void) {
         hid_t f = H5Fopen(p0, H5F_ACC_RDWR, H5P_DEFAULT);
         REQUIRE(f >= 0 && H5Adelete(f, "nt_counts") >= 0 && H5Adelete(f, "class_counts") >= 0, "drop attributes");
         H5Fclose(f);
-        nv_dataset *old = NULL;
-        REQUIRE(nv_dataset_open(&spec, 1, &old, &err) == 0, "open: %s", err.msg);
+        nv_dataset *old = open_limited(spec);
         memset(nt1, 0, sizeof nt1);
         REQUIRE(nv_dataset_counts(old, nt1, cl1, &err) == 0, "counts: %s", err.msg);
         CHECK(!memcmp(nt0, nt1, sizeof nt0) && !memcmp(cl0, cl1, sizeof cl0), "streamed counts differ");
@@ -170,6 +190,8 @@ int main(void) {
     int steps = (int)(c.n_tokens / tok_per_step) + 6;
     compare_loaders(mem, st, &cfg, 1, 0, steps);
     compare_loaders(mem, st, &cfg, 2, 3, steps);
+    nv_dataset_get_stats(st, &dst);
+    printf("loaders: %llu reads, %llu shard opens\n", (unsigned long long)dst.reads, (unsigned long long)dst.opens);
 
     // a damaged chunk in the middle of the last shard (closed first: HDF5 shares the chunk
     // cache of a dataset opened twice in one process)
