@@ -198,17 +198,17 @@ static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state 
 
 // A shard that cannot be read in the middle of a run (Fletcher32 mismatch, I/O error) is
 // never skipped: every rank agrees at once (before the step's compute), the state of the
-// last completed step is saved with the cursor of that step (unless that checkpoint exists:
-// just resumed, or saved at that step), the lowest failing rank prints what failed (shard,
-// dataset, sequence) and every rank exits 1. Returns when no rank failed.
+// last completed step is saved with the cursor of that step (unless this run saved it at
+// that step already), the lowest failing rank prints what failed (shard, dataset, sequence)
+// and every rank exits 1. Returns when no rank failed.
 static void stop_on_data_error(const nv_config *cfg, const nv_dist *d, train_state *ts, long step,
                                long start_step, const char *why) {
     int bad = why != NULL;
     nv_allreduce_max_int(d, d->comm_world, &bad, 1);
     if (!bad) return;
     nv_loader_step_back(ts->loader);
-    const int have = step == start_step || (cfg->checkpoint.every > 0 && step % cfg->checkpoint.every == 0);
-    if (cfg->checkpoint.dir[0] && !have) save_checkpoint(cfg, d, ts, step);
+    const int have = step > start_step && cfg->checkpoint.every > 0 && step % cfg->checkpoint.every == 0;
+    if (cfg->checkpoint.dir[0] && step > 0 && !have) save_checkpoint(cfg, d, ts, step);
     const char *w = why ? why : "", *nl = strchr(w, '\n');
     char msg[2600], where[NV_PATH_MAX + 64];
     if (!cfg->checkpoint.dir[0]) snprintf(where, sizeof where, " (no [checkpoint] dir: nothing saved)");
@@ -472,16 +472,16 @@ int nv_train(const nv_config *cfg, const nv_dist *d) {
         }
         // [0] mlm positions, [1] structure positions, [2] real tokens: over the global batch
         long cnt[3] = {0, 0, 0}, n_lens = 0;
-        const nv_batch *got = NULL;
-        for (int a = 0; a < accum && (a == 0 || got); a++) {
-            if (!(got = nv_loader_next(loader))) break;
+        for (int a = 0; a < accum; a++) {
+            const nv_batch *got = nv_loader_next(loader);
+            if (!got) break; // a shard could not be read: the ranks agree just below
             nv_batch_copy(&mb[a], got);
             cnt[0] += mb[a].n_mlm;
             cnt[1] += mb[a].n_struct;
             cnt[2] += mb[a].n_real;
             n_lens += nv_batch_segments(&mb[a], NULL, lens + n_lens, NULL);
         }
-        stop_on_data_error(cfg, d, &ts, step, start_step, nv_loader_error(loader));
+        if (nv_dataset_streamed(corpus)) stop_on_data_error(cfg, d, &ts, step, start_step, nv_loader_error(loader));
         if (debug_hash)
             for (int a = 0; a < accum; a++) {
                 const size_t n = (size_t)rows * L;
