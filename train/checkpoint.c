@@ -1194,6 +1194,9 @@ static hid_t src_open(load_ctx *L, src_file *f, nv_error *err) {
     if (path_join(path, sizeof path, L->dir, f->name, err)) return -1;
     f->h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     f->fd = open(path, O_RDONLY);
+    // a load reads (nearly) every byte of the files it opens: let the kernel read ahead the
+    // whole file while the tensors are taken one by one
+    if (f->fd >= 0) posix_fadvise(f->fd, 0, 0, POSIX_FADV_WILLNEED);
     const nv_ckpt_file *mf = find_file(L->m, f->name);
     uint32_t crc = 0;
     uint64_t size = 0;
