@@ -6,9 +6,11 @@
 //       cost of reading random sequences the way the loader does (a cropped window of at most
 //       seq-length - 2 = 1022 nt at a random offset, tokens and structure), with the file in
 //       the page cache (warm) and dropped from it first (cold: posix_fadvise DONTNEED).
-//   bench_stream loader --data DIR [--seconds S] [--cold] [--seq-length 1024 --micro 8 --global 256]
+//   bench_stream loader --data DIR [--seconds S] [--cold] [--start-at T] [--seq-length 1024 --micro 8 --global 256]
 //       the loader on a streamed corpus in the calling thread (no prefetch): tokens/s per
-//       CPU-second of that thread, and wall tokens/s; one line of key=value.
+//       CPU-second of that thread, and wall tokens/s; one line of key=value. --start-at T:
+//       after opening and the first epoch's deal, wait until time T (seconds since the epoch)
+//       so that loaders started together measure the same window.
 #include <fcntl.h>
 #include <getopt.h>
 #include <glob.h>
@@ -163,17 +165,19 @@ static int cmd_loader(int argc, char **argv) {
     const char *data = NULL;
     double secs = 5;
     int S = 1024, mb = 8, gb = 256, cold = 0;
+    double start_at = 0;
     static const struct option opts[] = {{"data", 1, 0, 'd'}, {"seconds", 1, 0, 's'}, {"seq-length", 1, 0, 'L'},
                                          {"micro", 1, 0, 'm'}, {"global", 1, 0, 'g'}, {"cold", 0, 0, 'c'},
-                                         {0, 0, 0, 0}};
+                                         {"start-at", 1, 0, 'T'}, {0, 0, 0, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "d:s:L:m:g:c", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "d:s:L:m:g:cT:", opts, NULL)) != -1) {
         if (o == 'd') data = optarg;
         else if (o == 's') secs = atof(optarg);
         else if (o == 'L') S = atoi(optarg);
         else if (o == 'm') mb = atoi(optarg);
         else if (o == 'g') gb = atoi(optarg);
         else if (o == 'c') cold = 1;
+        else if (o == 'T') start_at = atof(optarg);
         else return 2;
     }
     if (!data) {
@@ -203,6 +207,14 @@ static int cmd_loader(int argc, char **argv) {
     }
     nv_loader_next(l); // the first epoch's permutation and deal
     t_perm = nv_now() - t_perm;
+    int late = 0;
+    if (start_at > 0) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double wait = start_at - ((double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
+        late = wait < 0;
+        if (wait > 0) usleep((useconds_t)(wait * 1e6));
+    }
     nv_dataset_stats s0, s1;
     nv_dataset_get_stats(ds, &s0);
     long real = 0, slots = 0;
@@ -220,10 +232,10 @@ static int cmd_loader(int argc, char **argv) {
     double dc = thread_cpu() - c0, dt = t - t0;
     nv_dataset_get_stats(ds, &s1);
     printf("seqs=%llu shards=%d index_mib=%.2f open_s=%.3f perm_s=%.3f real_tok_cpu_s=%.0f real_tok_wall_s=%.0f "
-           "tok_cpu_s=%.0f reads_s=%.0f opens=%llu cpu_frac=%.3f\n",
+           "tok_cpu_s=%.0f reads_s=%.0f opens=%llu cpu_frac=%.3f late=%d\n",
            (unsigned long long)nv_dataset_n_seqs(ds), nv_dataset_n_shards(ds),
            (double)nv_dataset_index_bytes(ds) / 1048576.0, t_open, t_perm, real / dc, real / dt, slots / dc,
-           (double)(s1.reads - s0.reads) / dt, (unsigned long long)(s1.opens - s0.opens), dc / dt);
+           (double)(s1.reads - s0.reads) / dt, (unsigned long long)(s1.opens - s0.opens), dc / dt, late);
     nv_loader_free(l);
     nv_dataset_free(ds);
     return 0;

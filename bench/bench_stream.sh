@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench_stream.sh - the streamed corpus at scale; writes bench/results/stream-<date>.md.
 #
-#   bench/bench_stream.sh [BUILD_DIR] [SCRATCH_DIR]
+#   bench/bench_stream.sh [BUILD_DIR] [SCRATCH_DIR]       (NVWA_DATA: the shared data dir)
 #
 # 1. Chunk size (nvwa-prep --chunk-kb): bytes on disk per nucleotide and the cost of a random
 #    loader-like read (cropped window of <= 1022 nt, tokens + structure) for chunk sizes from
@@ -37,7 +37,9 @@ chunk_case() { # label, bench_stream chunks args
   done < <("$exe" chunks --dir "$scratch/chunks" "$@")
 }
 chunk_case "synthetic 100k (mean 439 nt, 70% structure)" --synthetic 100000 --reads 20000
-for f in "$src/../shared/data/rnacentral-sample-1400.fasta" "$src/../shared/data/archiveii.dbn"; do
+data=${NVWA_DATA:-$src/../shared/data}
+[[ -d $data ]] || data=$src/../../shared/data # a worktree under /work/wt
+for f in "$data/rnacentral-sample-1400.fasta" "$data/archiveii.dbn"; do
   [[ -f $f ]] && chunk_case "$(basename "$f") (compression only)" --input "$f" --reads 2000
 done
 
@@ -71,7 +73,7 @@ for n in 100000 2000000 20000000; do
   warm=$("$exe" loader --data "$d" --seconds 10)
   cold=$("$exe" loader --data "$d" --seconds 10 --cold)
   seqs=$(kv seqs "$warm")
-  scale+="| $(printf "%'d" "$seqs") | $(kv shards "$warm") | $(printf '%.2f' "$(echo "$gb / 1e9" | bc -l)") | $(printf '%.1f' "$(echo "$rss / 1024" | bc -l)") | $(kv index_mib "$warm") | $(printf '%.1f' "$(echo "$seqs * 8 / 1048576" | bc -l)") | $(printf '%.2f' "$(echo "$wall - $step" | bc -l)") | $(kv open_s "$warm") | $(kv perm_s "$warm") | $(printf '%.2f' "$(echo "$(kv real_tok_cpu_s "$warm") / 1e6" | bc -l)") | $(printf '%.2f' "$(echo "$(kv real_tok_wall_s "$cold") / 1e6" | bc -l)") |
+  scale+="| $(printf "%'d" "$seqs") | $(kv shards "$warm") | $(printf '%.2f' "$(echo "$gb / 1000000000" | bc -l)") | $(printf '%.1f' "$(echo "$rss / 1024" | bc -l)") | $(kv index_mib "$warm") | $(printf '%.1f' "$(echo "$seqs * 8 / 1048576" | bc -l)") | $(printf '%.2f' "$(echo "$wall - $step" | bc -l)") | $(kv open_s "$warm") | $(kv perm_s "$warm") | $(printf '%.2f' "$(echo "$(kv real_tok_cpu_s "$warm") / 1000000" | bc -l)") | $(printf '%.2f' "$(echo "$(kv real_tok_wall_s "$cold") / 1000000" | bc -l)") |
 "
   echo "corpus $n: rss ${rss} KiB, wall $wall s, step $step s; warm: $warm; cold: $cold" >&2
 done
@@ -79,12 +81,18 @@ done
 # 3. several loaders at once on the largest corpus (processes, as ranks are)
 d=$scratch/c20000000
 ranks=""
-for k in 1 2 4 8; do
-  for i in $(seq $k); do "$exe" loader --data "$d" --seconds 15 > "$scratch/r$i.txt" & done
+for k in 1 2 4 8; do # all k measure the same 15 s window, after they have opened and dealt
+  t0=$(( $(date +%s) + 10 + 5 * k ))
+  for i in $(seq $k); do "$exe" loader --data "$d" --seconds 15 --start-at $t0 > "$scratch/r$i.txt" & done
   wait
-  tot=0
-  for i in $(seq $k); do tot=$(echo "$tot + $(kv real_tok_wall_s "$(cat "$scratch/r$i.txt")")" | bc -l); done
-  ranks+="| $k | $(printf '%.2f' "$(echo "$tot / 1e6" | bc -l)") | $(printf '%.2f' "$(echo "$tot / $k / 1e6" | bc -l)") |
+  tot=0 cpu=0 late=0
+  for i in $(seq $k); do
+    r=$(cat "$scratch/r$i.txt")
+    tot=$(echo "$tot + $(kv real_tok_wall_s "$r")" | bc -l)
+    cpu=$(echo "$cpu + $(kv real_tok_cpu_s "$r")" | bc -l)
+    late=$((late + $(kv late "$r")))
+  done
+  ranks+="| $k | $(printf '%.2f' "$(echo "$tot / 1000000" | bc -l)") | $(printf '%.2f' "$(echo "$tot / $k / 1000000" | bc -l)") | $(printf '%.2f' "$(echo "$cpu / $k / 1000000" | bc -l)") | $late |
 "
 done
 [[ ${KEEP:-0} = 1 ]] || rm -rf "$scratch"
@@ -125,8 +133,11 @@ tokens per CPU-second (warm) and per wall second (cold page cache).
 $scale
 ## Loaders at once (one node's ranks sharing the page cache), 20M corpus
 
-| loaders | total M tok/s (wall) | per loader |
-| ---: | ---: | ---: |
+Each loader is a process with one thread, as a rank's prefetch thread is; they share the
+page cache and, here, the machine's $(nproc) cores. Late = loaders that started their window late.
+
+| loaders | total M tok/s (wall) | per loader (wall) | per loader per CPU-second | late |
+| ---: | ---: | ---: | ---: | ---: |
 $ranks
 EOT
 echo "wrote $out"
