@@ -82,7 +82,15 @@ typedef struct nv_loader_cursor {
 } nv_loader_cursor;
 
 typedef struct nv_loader nv_loader;
-// corpus must outlive the loader. dp_rank/dp_size: this rank's data-parallel coordinates.
+typedef struct nv_dataset nv_dataset;
+// The sequences come from ds (data/dataset.h: in memory or streamed from shards), which
+// must outlive the loader. dp_rank/dp_size: this rank's data-parallel coordinates. prefetch
+// as in nv_loader_create_ex (NV_LOADER_PREFETCH is nv_loader_create's). The stream is the
+// same bit for bit whatever the source.
+#define NV_LOADER_PREFETCH 4
+nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank, int dp_size,
+                               int prefetch, nv_error *err);
+// A corpus in memory; it must outlive the loader.
 nv_loader *nv_loader_create(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
                             int dp_size, nv_error *err);
 // As nv_loader_create with an explicit prefetch depth: 0 = generate synchronously inside
@@ -94,9 +102,18 @@ void nv_loader_free(nv_loader *l);
 int nv_loader_slots(const nv_loader *l); // G, micro-batch slots per global step
 int nv_loader_accum(const nv_loader *l); // micro-batches per rank per step
 // Next micro-batch of this rank (accum of them per global step, in slot order).
-// The batch is owned by the loader and valid until the next call.
+// The batch is owned by the loader and valid until the next call. NULL when a sequence of
+// it could not be read (a damaged shard; never with a corpus in memory): nv_loader_error
+// says which, and every later call returns NULL too.
 const nv_batch *nv_loader_next(nv_loader *l);
-// Cursor at the current step boundary (only valid between global steps).
+const char *nv_loader_error(const nv_loader *l); // NULL while all is well
+// When the step being drawn cannot run (a read error on this or another rank): stop
+// prefetching and move the cursor back to the start of that step, i.e. the last completed
+// one, whether this rank drew all of the step's micro-batches or failed on one. Afterwards
+// only nv_loader_get_cursor and nv_loader_free may be called.
+void nv_loader_step_back(nv_loader *l);
+// Cursor at the current step boundary (only valid between global steps); after a read
+// error, the cursor of the last completed step.
 void nv_loader_get_cursor(const nv_loader *l, nv_loader_cursor *cur);
 // Continue from a cursor (any data degree, same corpus and G). A cursor that does not fit
 // is refused with -1 and the loader restarts from its own last step boundary.

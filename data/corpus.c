@@ -90,8 +90,14 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int nv_corpus_open(const char *dir_or_glob, nv_corpus *out, int want_ids, nv_error *err) {
-    nv_corpus_init(out);
+void nv_paths_free(char **paths, size_t n) {
+    for (size_t i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+}
+
+int nv_shard_paths(const char *dir_or_glob, char ***paths, size_t *n, nv_error *err) {
+    *paths = NULL;
+    *n = 0;
     struct stat st;
     char pattern[4096];
     int is_dir = stat(dir_or_glob, &st) == 0 && S_ISDIR(st.st_mode);
@@ -103,7 +109,7 @@ int nv_corpus_open(const char *dir_or_glob, nv_corpus *out, int want_ids, nv_err
             return nv_seterr(err, "%s: path too long", dir_or_glob);
     }
     glob_t g;
-    int rc = glob(pattern, 0, NULL, &g); // glob sorts its matches by name
+    int rc = glob(pattern, 0, NULL, &g);
     if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
         if (rc == 0) globfree(&g);
         if (is_dir)
@@ -114,19 +120,30 @@ int nv_corpus_open(const char *dir_or_glob, nv_corpus *out, int want_ids, nv_err
                          dir_or_glob);
     }
     if (rc != 0) return nv_seterr(err, "%s: glob failed (%s)", pattern, rc == GLOB_NOSPACE ? "out of memory" : "read error");
-    char **paths = g.gl_pathv;
-    qsort(paths, g.gl_pathc, sizeof(char *), cmp_str); // byte order, whatever the locale
-    for (size_t i = 0; i < g.gl_pathc; i++) {
+    *paths = nv_malloc(g.gl_pathc * sizeof(char *));
+    for (size_t i = 0; i < g.gl_pathc; i++) (*paths)[i] = nv_strdup(g.gl_pathv[i]);
+    *n = g.gl_pathc;
+    globfree(&g);
+    qsort(*paths, *n, sizeof(char *), cmp_str); // byte order, whatever the locale
+    return 0;
+}
+
+int nv_corpus_open(const char *dir_or_glob, nv_corpus *out, int want_ids, nv_error *err) {
+    nv_corpus_init(out);
+    char **paths;
+    size_t n;
+    if (nv_shard_paths(dir_or_glob, &paths, &n, err) != 0) return -1;
+    for (size_t i = 0; i < n; i++) {
         nv_corpus one;
         if (nv_shard_read(paths[i], &one, want_ids, err) != 0) {
             nv_corpus_free(&one);
-            globfree(&g);
+            nv_paths_free(paths, n);
             nv_corpus_free(out);
             nv_corpus_init(out);
             return -1;
         }
         corpus_concat(out, &one, want_ids);
     }
-    globfree(&g);
+    nv_paths_free(paths, n);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "data/batch.h"
+#include "data/dataset.h"
 
 enum { F_INPUT, F_TARGET, F_SIN, F_STGT, F_MLM, F_SMASK, F_SEG, F_POS, N_FIELDS };
 static const char *const field_names[N_FIELDS] = {
@@ -38,7 +39,7 @@ static int put_attr(hid_t file, const char *name, long long v) {
     return nv_h5_attr_i64(file, name, &x, 1);
 }
 
-static int dump_into(hid_t file, const nv_config *cfg, const nv_corpus *corpus, long n_steps,
+static int dump_into(hid_t file, const nv_config *cfg, nv_dataset *corpus, long n_steps,
                      const char *path, nv_error *err) {
     const nv_data_config *d = &cfg->data;
     hsize_t rows = (hsize_t)n_steps * (hsize_t)d->global_batch, cols = (hsize_t)d->seq_length;
@@ -69,7 +70,7 @@ static int dump_into(hid_t file, const nv_config *cfg, const nv_corpus *corpus, 
             goto done;
         }
     }
-    l = nv_loader_create_ex(corpus, cfg, 0, 1, 2, err);
+    l = nv_loader_create_ds(corpus, cfg, 0, 1, 2, err);
     if (!l) goto close_space;
     hsize_t mdims[2] = {(hsize_t)d->micro_batch, cols};
     hid_t mspace = H5Screate_simple(2, mdims, NULL);
@@ -80,6 +81,11 @@ static int dump_into(hid_t file, const nv_config *cfg, const nv_corpus *corpus, 
     long n_mb = n_steps * (long)nv_loader_slots(l);
     for (long i = 0; i < n_mb; i++) {
         const nv_batch *b = nv_loader_next(l);
+        if (!b) {
+            nv_seterr(err, "%s", nv_loader_error(l));
+            H5Sclose(mspace);
+            goto close_space;
+        }
         hsize_t start[2] = {(hsize_t)i * (hsize_t)d->micro_batch, 0};
         if (H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, mdims, NULL) < 0) {
             nv_seterr(err, "%s: cannot select rows %llu..", path, (unsigned long long)start[0]);
@@ -110,7 +116,7 @@ done:
     return rc;
 }
 
-int nv_dump_batches(const nv_config *cfg, const nv_corpus *corpus, long n_steps, const char *path,
+int nv_dump_batches(const nv_config *cfg, nv_dataset *corpus, long n_steps, const char *path,
                     nv_error *err) {
     if (n_steps < 1) return nv_seterr(err, "--dump-batches: need at least 1 batch, got %ld", n_steps);
     size_t plen = strlen(path);

@@ -44,6 +44,30 @@ int nv_h5_attr_u64(hid_t loc, const char *name, uint64_t v) {
     return attr_num(loc, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, 1);
 }
 
+int nv_h5_attr_u64v(hid_t loc, const char *name, const uint64_t *v, hsize_t n) {
+    hid_t sp = H5Screate_simple(1, &n, NULL);
+    if (sp < 0) return -1;
+    hid_t a = H5Acreate2(loc, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, v) >= 0) ? 0 : -1;
+    if (a >= 0 && H5Aclose(a) < 0) rc = -1;
+    H5Sclose(sp);
+    return rc;
+}
+
+int nv_h5_read_attr_u64(hid_t loc, const char *name, uint64_t *v, int n) {
+    if (H5Aexists(loc, name) <= 0) return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
+    hssize_t k = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    int rc = (k == n && t >= 0 && H5Tget_class(t) == H5T_INTEGER &&
+              H5Aread(a, H5T_NATIVE_UINT64, v) >= 0) ? 0 : -1;
+    if (t >= 0) H5Tclose(t);
+    if (sp >= 0) H5Sclose(sp);
+    H5Aclose(a);
+    return rc;
+}
+
 int nv_h5_attr_i64(hid_t loc, const char *name, const int64_t *v, hsize_t n) {
     return attr_num(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n);
 }

@@ -31,8 +31,14 @@
 // - Cursor: at a step boundary, (epoch, step, per slot: first unconsumed stripe position and
 //   the bitmask of later positions consumed out of order). Restoring it reproduces the stream.
 // Memory: the permutation (uint32, or uint64 past 2^32 sequences) and the packed lengths,
-// O(n_seqs); about twice that while an epoch's permutation is being dealt.
+// O(n_seqs); about twice that while an epoch's permutation is being dealt. The sequences
+// come from an nv_dataset: read from memory, or streamed from the shards window by window
+// (only the cropped window of each sequence) on the prefetch thread.
+// - A read error (a damaged shard) is not skipped: the micro-batch that needed it and every
+//   later one come back NULL from nv_loader_next, nv_loader_error names the shard, the
+//   dataset and the sequence, and the cursor stays at the last completed step.
 #include "data/batch.h"
+#include "data/dataset.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,7 +47,7 @@
 #include "data/rng.h"
 #include "data/vocab.h"
 
-#define DEFAULT_PREFETCH 4
+#define DEFAULT_PREFETCH NV_LOADER_PREFETCH
 
 typedef struct gen_state {
     uint64_t epoch, step;
@@ -56,19 +62,23 @@ typedef struct gen_state {
 } gen_state;
 
 struct nv_loader {
-    const nv_corpus *c;
+    nv_dataset *ds;
+    int own_ds;             // created by nv_loader_create from an nv_corpus
     nv_mask_params mp;
     int seq_len, mb, G, accum, dp_rank, dp_size, max_len;
     uint64_t n;
     uint64_t key_perm, key_crop;
     gen_state gs;
     uint64_t *scratch_idx;  // [seq_len] perm positions of one row's segments
+    uint8_t *win_tok, *win_ss; // [seq_len] one sequence's window as read
+    nv_error err;           // the read error that stopped the producer
 
     // prefetch ring
     int depth;
     nv_batch *ring;
     nv_loader_cursor **ring_cur; // cursor after the step, for a step's last micro-batch
     uint8_t *ring_final;
+    uint8_t *ring_failed;   // the generator failed on this entry (err holds why)
     pthread_t thread;
     int running, stop, holding;
     uint64_t produced, released;
@@ -80,6 +90,8 @@ struct nv_loader {
     nv_loader_cursor *sync_cur;
     uint64_t consumed;
     nv_loader_cursor *last; // cursor after the last completed step
+    nv_loader_cursor *prev; // and the one before it (nv_loader_step_back)
+    int failed;             // a micro-batch could not be read: next returns NULL from then on
 };
 
 static inline uint64_t perm_at(const nv_loader *l, uint64_t i) {
@@ -171,7 +183,7 @@ static void ensure_perm(nv_loader *l) {
         }
     }
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t len = nv_corpus_len(l->c, perm_at(l, i));
+        uint64_t len = nv_dataset_len(l->ds, perm_at(l, i));
         g->plen[i] = (uint32_t)(len < (uint64_t)l->max_len ? len : (uint64_t)l->max_len);
     }
     deal(l);
@@ -219,8 +231,8 @@ static inline void put_special(nv_batch *b, size_t k, int tok, int seg, int pos)
     b->segment[k] = seg; b->position[k] = pos;
 }
 
-static void fill_slot(nv_loader *l, int g, nv_batch *b) {
-    const nv_corpus *c = l->c;
+// Pack and mask slot g's micro-batch. -1 when a sequence cannot be read (l->err says why).
+static int fill_slot(nv_loader *l, int g, nv_batch *b) {
     const int S = l->seq_len;
     long n_mlm = 0, n_struct = 0, n_real = 0;
     uint64_t epoch = l->gs.epoch;
@@ -233,19 +245,20 @@ static void fill_slot(nv_loader *l, int g, nv_batch *b) {
         for (int si = 0; si < nseg; si++) {
             uint64_t pi = l->scratch_idx[si];
             uint64_t idx = perm_at(l, pi);
-            uint64_t full = nv_corpus_len(c, idx);
+            uint64_t full = nv_dataset_len(l->ds, idx);
             int len = (int)l->gs.plen[pi];
-            uint64_t off = c->offsets[idx];
+            uint64_t off = 0;
             if (full > (uint64_t)len) { // fresh crop window per epoch
                 nv_rng_stream cs = nv_rng_stream_init(crop_key, (uint32_t)idx, (uint32_t)(idx >> 32), 0);
-                off += below64(&cs, full - (uint64_t)len + 1);
+                off = below64(&cs, full - (uint64_t)len + 1);
             }
+            if (nv_dataset_read(l->ds, idx, off, (uint64_t)len, l->win_tok, l->win_ss, &l->err) != 0) return -1;
             int seg = si + 1;
             size_t k0 = base + (size_t)f;
             put_special(b, k0, NV_TOK_CLS, seg, 0);
-            nv_mask_sequence(&l->mp, epoch, idx, c->tokens + off, c->structure ? c->structure + off : NULL,
-                             len, b->input + k0 + 1, b->target + k0 + 1, b->struct_in + k0 + 1,
-                             b->struct_target + k0 + 1, b->mlm_mask + k0 + 1, b->struct_mask + k0 + 1);
+            nv_mask_sequence(&l->mp, epoch, idx, l->win_tok, l->win_ss, len, b->input + k0 + 1,
+                             b->target + k0 + 1, b->struct_in + k0 + 1, b->struct_target + k0 + 1,
+                             b->mlm_mask + k0 + 1, b->struct_mask + k0 + 1);
             for (int i = 1; i <= len; i++) {
                 b->segment[k0 + i] = seg;
                 b->position[k0 + i] = i;
@@ -265,6 +278,7 @@ static void fill_slot(nv_loader *l, int g, nv_batch *b) {
     b->epoch = epoch;
     b->step = l->gs.step;
     b->slot = g;
+    return 0;
 }
 
 static void fill_cursor(const nv_loader *l, nv_loader_cursor *cur) {
@@ -293,14 +307,15 @@ static void maybe_next_epoch(nv_loader *l) {
 }
 
 // The generator: this rank's next micro-batch. *final says whether it ends a global step,
-// and then `cur` holds the cursor after that step.
-static void gen_next(nv_loader *l, nv_batch *b, nv_loader_cursor *cur, uint8_t *final) {
+// and then `cur` holds the cursor after that step. -1 on a read error (the state is then
+// mid-micro-batch: nothing more is generated).
+static int gen_next(nv_loader *l, nv_batch *b, nv_loader_cursor *cur, uint8_t *final) {
     ensure_perm(l);
     int first = l->dp_rank * l->accum;
     if (l->gs.mb_in_step == 0)
         for (int g = 0; g < first; g++) simulate_slot(l, g);
-    fill_slot(l, first + l->gs.mb_in_step, b);
     *final = 0;
+    if (fill_slot(l, first + l->gs.mb_in_step, b) != 0) return -1;
     if (++l->gs.mb_in_step == l->accum) {
         for (int g = first + l->accum; g < l->G; g++) simulate_slot(l, g);
         l->gs.mb_in_step = 0;
@@ -309,6 +324,7 @@ static void gen_next(nv_loader *l, nv_batch *b, nv_loader_cursor *cur, uint8_t *
         fill_cursor(l, cur);
         *final = 1;
     }
+    return 0;
 }
 
 static void *producer_main(void *arg) {
@@ -320,10 +336,12 @@ static void *producer_main(void *arg) {
         if (l->stop) break;
         int i = (int)(l->produced % (uint64_t)l->depth);
         pthread_mutex_unlock(&l->mu);
-        gen_next(l, &l->ring[i], l->ring_cur[i], &l->ring_final[i]);
+        int rc = gen_next(l, &l->ring[i], l->ring_cur[i], &l->ring_final[i]);
         pthread_mutex_lock(&l->mu);
+        l->ring_failed[i] = rc != 0;
         l->produced++;
         pthread_cond_signal(&l->cv_ready);
+        if (rc != 0) break; // the consumer gets this entry as NULL; nothing after it
     }
     pthread_mutex_unlock(&l->mu);
     return NULL;
@@ -351,10 +369,10 @@ static void stop_producer(nv_loader *l) {
 
 static nv_loader_cursor *cursor_new(void) { return nv_calloc(1, sizeof(nv_loader_cursor)); }
 
-nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
-                               int dp_size, int prefetch, nv_error *err) {
+nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank, int dp_size,
+                               int prefetch, nv_error *err) {
     const nv_data_config *d = &cfg->data;
-    if (!corpus || corpus->n_seqs == 0) {
+    if (!ds || nv_dataset_n_seqs(ds) == 0) {
         nv_seterr(err, "loader: the training corpus is empty");
         return NULL;
     }
@@ -387,9 +405,15 @@ nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, in
         return NULL;
     }
     if (prefetch < 0) prefetch = 0;
+    if (prefetch > 0 && nv_dataset_streamed(ds) && !nv_dataset_threadsafe()) {
+        // the prefetch thread's HDF5 reads would race the trainer's checkpoint writes
+        fprintf(stderr, "nvwa: warning: libhdf5 is not built thread-safe: the loader reads the shards "
+                        "in the training thread (no prefetch)\n");
+        prefetch = 0;
+    }
 
     nv_loader *l = nv_calloc(1, sizeof *l);
-    l->c = corpus;
+    l->ds = ds;
     nv_mask_params_from_config(&l->mp, cfg);
     l->seq_len = d->seq_length;
     l->max_len = d->seq_length - 2;
@@ -398,7 +422,7 @@ nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, in
     l->dp_rank = dp_rank;
     l->dp_size = dp_size;
     l->accum = G / dp_size;
-    l->n = corpus->n_seqs;
+    l->n = nv_dataset_n_seqs(ds);
     l->key_perm = nv_mix64(d->seed, nv_hash_str("perm"));
     l->key_crop = nv_mix64(d->seed, nv_hash_str("crop"));
     l->gs.slot_pos = nv_calloc((size_t)G, sizeof(uint64_t));
@@ -409,8 +433,12 @@ nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, in
     l->gs.plen = nv_malloc(l->n * sizeof(uint32_t));
     l->gs.slot_start = nv_calloc((size_t)G + 1, sizeof(uint64_t));
     l->scratch_idx = nv_malloc((size_t)l->seq_len * sizeof(uint64_t));
+    l->win_tok = nv_malloc((size_t)l->seq_len);
+    l->win_ss = nv_malloc((size_t)l->seq_len);
     l->last = cursor_new();
+    l->prev = cursor_new();
     fill_cursor(l, l->last);
+    fill_cursor(l, l->prev);
 
     l->depth = prefetch;
     if (prefetch == 0) {
@@ -420,6 +448,7 @@ nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, in
         l->ring = nv_calloc((size_t)prefetch, sizeof(nv_batch));
         l->ring_cur = nv_calloc((size_t)prefetch, sizeof(nv_loader_cursor *));
         l->ring_final = nv_calloc((size_t)prefetch, 1);
+        l->ring_failed = nv_calloc((size_t)prefetch, 1);
         for (int i = 0; i < prefetch; i++) {
             nv_batch_alloc(&l->ring[i], l->mb, l->seq_len);
             l->ring_cur[i] = cursor_new();
@@ -429,6 +458,19 @@ nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, in
         pthread_cond_init(&l->cv_ready, NULL);
         start_producer(l);
     }
+    return l;
+}
+
+nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
+                               int dp_size, int prefetch, nv_error *err) {
+    if (!corpus || corpus->n_seqs == 0) {
+        nv_seterr(err, "loader: the training corpus is empty");
+        return NULL;
+    }
+    nv_dataset *ds = nv_dataset_wrap(corpus);
+    nv_loader *l = nv_loader_create_ds(ds, cfg, dp_rank, dp_size, prefetch, err);
+    if (!l) nv_dataset_free(ds);
+    else l->own_ds = 1;
     return l;
 }
 
@@ -448,6 +490,7 @@ void nv_loader_free(nv_loader *l) {
         free(l->ring);
         free(l->ring_cur);
         free(l->ring_final);
+        free(l->ring_failed);
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->cv_space);
         pthread_cond_destroy(&l->cv_ready);
@@ -462,7 +505,11 @@ void nv_loader_free(nv_loader *l) {
     free(l->gs.plen);
     free(l->gs.slot_start);
     free(l->scratch_idx);
+    free(l->win_tok);
+    free(l->win_ss);
     free(l->last);
+    free(l->prev);
+    if (l->own_ds) nv_dataset_free(l->ds);
     free(l);
 }
 
@@ -470,10 +517,17 @@ int nv_loader_accum(const nv_loader *l) { return l->accum; }
 int nv_loader_slots(const nv_loader *l) { return l->G; }
 
 const nv_batch *nv_loader_next(nv_loader *l) {
+    if (l->failed) return NULL;
     if (l->depth == 0) {
         uint8_t final;
-        gen_next(l, &l->sync_batch, l->sync_cur, &final);
-        if (final) copy_cursor(l->last, l->sync_cur);
+        if (gen_next(l, &l->sync_batch, l->sync_cur, &final) != 0) {
+            l->failed = 1;
+            return NULL;
+        }
+        if (final) {
+            copy_cursor(l->prev, l->last);
+            copy_cursor(l->last, l->sync_cur);
+        }
         l->consumed++;
         return &l->sync_batch;
     }
@@ -486,14 +540,37 @@ const nv_batch *nv_loader_next(nv_loader *l) {
     while (l->produced == l->released) pthread_cond_wait(&l->cv_ready, &l->mu);
     int i = (int)(l->released % (uint64_t)l->depth);
     l->holding = 1;
+    const int bad = l->ring_failed[i];
     pthread_mutex_unlock(&l->mu);
-    if (l->ring_final[i]) copy_cursor(l->last, l->ring_cur[i]);
+    if (bad) {
+        l->failed = 1;
+        return NULL;
+    }
+    if (l->ring_final[i]) {
+        copy_cursor(l->prev, l->last);
+        copy_cursor(l->last, l->ring_cur[i]);
+    }
     l->consumed++;
     return &l->ring[i];
 }
 
+const char *nv_loader_error(const nv_loader *l) { return l->failed ? l->err.msg : NULL; }
+
+void nv_loader_step_back(nv_loader *l) {
+    stop_producer(l);
+    if (!l->failed) { // a complete step was drawn: its start is the cursor before the last
+        if (l->consumed % (uint64_t)l->accum)
+            nv_die("loader: step_back in the middle of a global step");
+        if (l->consumed > 0) copy_cursor(l->last, l->prev);
+        nv_seterr(&l->err, "loader: stepped back to the start of the step (no more batches)");
+        l->failed = 1;
+    }
+    l->consumed = 0;
+}
+
 void nv_loader_get_cursor(const nv_loader *l, nv_loader_cursor *cur) {
-    if (l->consumed % (uint64_t)l->accum)
+    // after a read error: the last completed step, where a checkpoint resumes from
+    if (!l->failed && l->consumed % (uint64_t)l->accum)
         nv_die("loader: cursor asked for in the middle of a global step (%llu of %d micro-batches)",
                (unsigned long long)(l->consumed % (uint64_t)l->accum), l->accum);
     copy_cursor(cur, l->last);
@@ -524,9 +601,11 @@ int nv_loader_set_cursor(nv_loader *l, const nv_loader_cursor *cur, nv_error *er
     l->gs.mb_in_step = 0;
     memcpy(l->gs.slot_pos, use->slot_pos, sizeof(uint64_t) * (size_t)l->G);
     memcpy(l->gs.slot_done, use->slot_done, sizeof(uint64_t) * (size_t)l->G);
+    l->failed = 0;
     ensure_perm(l);
     maybe_next_epoch(l);
     fill_cursor(l, l->last);
+    fill_cursor(l, l->prev);
     l->consumed = 0;
     start_producer(l);
     return rc;

@@ -46,10 +46,30 @@ static int write_1d(hid_t f, const char *name, hid_t file_type, hid_t mem_type, 
     return rc;
 }
 
+// Tokens per id and known structure positions per 3-class label (the reference statistics).
+void nv_corpus_counts(const nv_corpus *c, uint64_t nt[16], uint64_t cls[3]) {
+    memset(nt, 0, 16 * sizeof *nt);
+    memset(cls, 0, 3 * sizeof *cls);
+    for (uint64_t i = 0; i < c->n_tokens; i++) {
+        nt[c->tokens[i] & 15]++;
+        int k = c->structure ? nv_sclass(c->structure[i]) : -1;
+        if (k >= 0) cls[k]++;
+    }
+}
+
 int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
+    return nv_shard_write_ex(path, c, NULL, err);
+}
+
+int nv_shard_write_ex(const char *path, const nv_corpus *c, const nv_shard_opts *o, nv_error *err) {
+    const int chunk_kb = o && o->chunk_kb > 0 ? o->chunk_kb : NV_SHARD_CHUNK_KB;
+    if (chunk_kb > (1 << 20)) return nv_seterr(err, "%s: chunk size %d KiB is above the 1 GiB limit", path, chunk_kb);
+    const uint64_t chunk = (uint64_t)chunk_kb << 10;
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return nv_seterr(err, "%s: path too long", path);
+    uint64_t nt[16], cls[3];
+    nv_corpus_counts(c, nt, cls);
     nv_h5_quiet q = nv_h5_quiet_begin();
     const char *what = "create";
     // 1.8 object headers carry checksums: damaged metadata fails on open instead of reaching
@@ -79,11 +99,12 @@ int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
     if (ok) what = "write attributes";
     ok = ok && nv_h5_attr_str(f, "format", NV_SHARD_FORMAT) == 0 && nv_h5_attr_u64(f, "version", NV_SHARD_VERSION) == 0 &&
          nv_h5_attr_u64(f, "n_seqs", c->n_seqs) == 0 && nv_h5_attr_u64(f, "n_tokens", c->n_tokens) == 0 &&
-         nv_h5_attr_u64(f, "n_with_structure", c->n_with_structure) == 0;
+         nv_h5_attr_u64(f, "n_with_structure", c->n_with_structure) == 0 &&
+         nv_h5_attr_u64v(f, "nt_counts", nt, 16) == 0 && nv_h5_attr_u64v(f, "class_counts", cls, 3) == 0;
     if (ok) what = "write /tokens";
-    ok = ok && write_1d(f, "tokens", H5T_STD_U8LE, H5T_NATIVE_UINT8, c->n_tokens, 1 << 20, c->tokens) == 0;
+    ok = ok && write_1d(f, "tokens", H5T_STD_U8LE, H5T_NATIVE_UINT8, c->n_tokens, chunk, c->tokens) == 0;
     if (ok) what = "write /structure";
-    ok = ok && write_1d(f, "structure", H5T_STD_U8LE, H5T_NATIVE_UINT8, c->n_tokens, 1 << 20, c->structure) == 0;
+    ok = ok && write_1d(f, "structure", H5T_STD_U8LE, H5T_NATIVE_UINT8, c->n_tokens, chunk, c->structure) == 0;
     if (ok) what = "write /offsets";
     ok = ok && write_1d(f, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, c->n_seqs + 1, 1 << 16, c->offsets) == 0;
     if (ok) what = "write /ids";
@@ -222,76 +243,182 @@ static int read_1d(shard_rd *r, const char *name, hid_t d, hid_t mem_type, uint6
     return rc;
 }
 
-// Everything after the HDF5 reads: offsets, value ranges, bracket balance, the count.
-static int check_contents(shard_rd *r, const nv_corpus *c) {
-    if (c->offsets[0] != 0)
-        return nv_seterr(r->err, "%s: /offsets[0] is %llu, expected 0", r->path, (unsigned long long)c->offsets[0]);
-    for (uint64_t i = 0; i < c->n_seqs; i++) { // the offsets first: the contents rely on them
-        uint64_t a = c->offsets[i], b = c->offsets[i + 1];
+int nv_shard_check_offsets(const char *path, const uint64_t *off, uint64_t n_seqs, uint64_t n_tokens,
+                           nv_error *err) {
+    if (off[0] != 0)
+        return nv_seterr(err, "%s: /offsets[0] is %llu, expected 0", path, (unsigned long long)off[0]);
+    for (uint64_t i = 0; i < n_seqs; i++) {
+        uint64_t a = off[i], b = off[i + 1];
         if (b < a)
-            return nv_seterr(r->err, "%s: /offsets decrease at sequence %llu (%llu then %llu)", r->path,
+            return nv_seterr(err, "%s: /offsets decrease at sequence %llu (%llu then %llu)", path,
                              (unsigned long long)i, (unsigned long long)a, (unsigned long long)b);
-        if (b > c->n_tokens)
-            return nv_seterr(r->err, "%s: /offsets[%llu] = %llu is past n_tokens = %llu", r->path,
-                             (unsigned long long)(i + 1), (unsigned long long)b, (unsigned long long)c->n_tokens);
+        if (b > n_tokens)
+            return nv_seterr(err, "%s: /offsets[%llu] = %llu is past n_tokens = %llu", path,
+                             (unsigned long long)(i + 1), (unsigned long long)b, (unsigned long long)n_tokens);
     }
-    if (c->offsets[c->n_seqs] != c->n_tokens)
-        return nv_seterr(r->err, "%s: last offset is %llu, expected n_tokens = %llu", r->path,
-                         (unsigned long long)c->offsets[c->n_seqs], (unsigned long long)c->n_tokens);
-    uint64_t with_ss = 0;
-    for (uint64_t i = 0; i < c->n_seqs; i++) {
-        uint64_t a = c->offsets[i], b = c->offsets[i + 1];
-        int known = 0;
-        for (uint64_t k = a; k < b; k++) {
-            uint8_t t = c->tokens[k], s = c->structure[k];
-            if (t < NV_FIRST_NT || t >= NV_VOCAB)
-                return nv_seterr(r->err, "%s: sequence %llu, position %llu: token %u is not a nucleotide id (5..15)",
-                                 r->path, (unsigned long long)i, (unsigned long long)(k - a), t);
-            if (s > NV_SS_PK_LAST && s != NV_SS_UNKNOWN)
-                return nv_seterr(r->err, "%s: sequence %llu, position %llu: structure byte %u is not in 0..8 or 255",
-                                 r->path, (unsigned long long)i, (unsigned long long)(k - a), s);
-            known |= s != NV_SS_UNKNOWN;
-        }
-        uint64_t pos;
-        if (known && nv_ss_balance(c->structure + a, b - a, &pos) != 0)
-            return nv_seterr(r->err, "%s: sequence %llu, position %llu: unbalanced bracket '%c'", r->path,
-                             (unsigned long long)i, (unsigned long long)pos,
-                             pos < b - a ? nv_char_from_ss(c->structure[a + pos]) : '?');
-        with_ss += (uint64_t)known;
-    }
-    if (with_ss != c->n_with_structure)
-        return nv_seterr(r->err, "%s: attribute n_with_structure = %llu but %llu sequences have a structure",
-                         r->path, (unsigned long long)c->n_with_structure, (unsigned long long)with_ss);
+    if (off[n_seqs] != n_tokens)
+        return nv_seterr(err, "%s: last offset is %llu, expected n_tokens = %llu", path,
+                         (unsigned long long)off[n_seqs], (unsigned long long)n_tokens);
     return 0;
 }
 
-static int shard_read_open(shard_rd *r, nv_corpus *out, int want_ids) {
-    uint64_t version = 0, n_seqs = 0, n_tokens = 0, n_ss = 0;
+int nv_shard_check_seq(const char *path, uint64_t i, const uint8_t *tok, const uint8_t *ss, uint64_t len,
+                       int *known, nv_error *err) {
+    int k = 0;
+    for (uint64_t j = 0; j < len; j++) {
+        uint8_t t = tok[j], s = ss[j];
+        if (t < NV_FIRST_NT || t >= NV_VOCAB)
+            return nv_seterr(err, "%s: sequence %llu, position %llu: token %u is not a nucleotide id (5..15)",
+                             path, (unsigned long long)i, (unsigned long long)j, t);
+        if (s > NV_SS_PK_LAST && s != NV_SS_UNKNOWN)
+            return nv_seterr(err, "%s: sequence %llu, position %llu: structure byte %u is not in 0..8 or 255",
+                             path, (unsigned long long)i, (unsigned long long)j, s);
+        k |= s != NV_SS_UNKNOWN;
+    }
+    uint64_t pos;
+    if (k && nv_ss_balance(ss, len, &pos) != 0)
+        return nv_seterr(err, "%s: sequence %llu, position %llu: unbalanced bracket '%c'", path,
+                         (unsigned long long)i, (unsigned long long)pos, pos < len ? nv_char_from_ss(ss[pos]) : '?');
+    *known = k;
+    return 0;
+}
+
+int nv_shard_check_counts(const char *path, const nv_shard_info *h, const uint64_t nt[16],
+                          const uint64_t cls[3], uint64_t with_ss, nv_error *err) {
+    if (with_ss != h->n_with_structure)
+        return nv_seterr(err, "%s: attribute n_with_structure = %llu but %llu sequences have a structure",
+                         path, (unsigned long long)h->n_with_structure, (unsigned long long)with_ss);
+    if (!h->has_counts) return 0;
+    for (int v = 0; v < 16; v++)
+        if (nt[v] != h->nt_counts[v])
+            return nv_seterr(err, "%s: attribute nt_counts[%d] = %llu but the shard holds %llu tokens of id %d",
+                             path, v, (unsigned long long)h->nt_counts[v], (unsigned long long)nt[v], v);
+    for (int k = 0; k < 3; k++)
+        if (cls[k] != h->class_counts[k])
+            return nv_seterr(err, "%s: attribute class_counts[%d] = %llu but the shard holds %llu such positions",
+                             path, k, (unsigned long long)h->class_counts[k], (unsigned long long)cls[k]);
+    return 0;
+}
+
+// Everything after the HDF5 reads: offsets, value ranges, bracket balance, the counts.
+static int check_contents(shard_rd *r, const nv_shard_info *h, const nv_corpus *c) {
+    if (nv_shard_check_offsets(r->path, c->offsets, c->n_seqs, c->n_tokens, r->err) != 0) return -1;
+    uint64_t with_ss = 0, nt[16], cls[3];
+    for (uint64_t i = 0; i < c->n_seqs; i++) {
+        uint64_t a = c->offsets[i], b = c->offsets[i + 1];
+        int known;
+        if (nv_shard_check_seq(r->path, i, c->tokens + a, c->structure + a, b - a, &known, r->err) != 0) return -1;
+        with_ss += (uint64_t)known;
+    }
+    nv_corpus_counts(c, nt, cls);
+    return nv_shard_check_counts(r->path, h, nt, cls, with_ss, r->err);
+}
+
+// The root attributes: format, version, sizes, and the optional reference counts.
+static int read_header(shard_rd *r, nv_shard_info *h) {
+    uint64_t version = 0;
+    memset(h, 0, sizeof *h);
     if (check_format_attr(r) != 0) return -1;
     if (read_attr_u64(r, "version", &version) != 0) return -1;
     if (version != NV_SHARD_VERSION)
         return nv_seterr(r->err, "%s: shard format version %llu, this program reads version %d\n"
                                  "---> HINT: rewrite the shards with this nvwa-prep",
                          r->path, (unsigned long long)version, NV_SHARD_VERSION);
-    if (read_attr_u64(r, "n_seqs", &n_seqs) != 0 || read_attr_u64(r, "n_tokens", &n_tokens) != 0 ||
-        read_attr_u64(r, "n_with_structure", &n_ss) != 0)
+    if (read_attr_u64(r, "n_seqs", &h->n_seqs) != 0 || read_attr_u64(r, "n_tokens", &h->n_tokens) != 0 ||
+        read_attr_u64(r, "n_with_structure", &h->n_with_structure) != 0)
         return -1;
-    if (n_ss > n_seqs)
+    if (h->n_with_structure > h->n_seqs)
         return nv_seterr(r->err, "%s: attribute n_with_structure = %llu exceeds n_seqs = %llu", r->path,
-                         (unsigned long long)n_ss, (unsigned long long)n_seqs);
-    // Sizes are checked against the datasets before anything is allocated from them.
-    hid_t dt = open_1d(r, "tokens", H5T_INTEGER, 1, n_tokens);
-    if (dt < 0) return -1;
-    hid_t ds = open_1d(r, "structure", H5T_INTEGER, 1, n_tokens);
-    if (ds < 0) return H5Dclose(dt), -1;
-    hid_t dof = open_1d(r, "offsets", H5T_INTEGER, 8, n_seqs + 1);
-    if (dof < 0) return H5Dclose(dt), H5Dclose(ds), -1;
-    hid_t did = open_1d(r, "ids", H5T_STRING, 0, n_seqs);
-    if (did < 0) return H5Dclose(dt), H5Dclose(ds), H5Dclose(dof), -1;
+                         (unsigned long long)h->n_with_structure, (unsigned long long)h->n_seqs);
+    int a = H5Aexists(r->f, "nt_counts") > 0, b = H5Aexists(r->f, "class_counts") > 0;
+    if (a != b) return nv_seterr(r->err, "%s: attribute %s without %s", r->path, a ? "nt_counts" : "class_counts",
+                                 a ? "class_counts" : "nt_counts");
+    if (a && (nv_h5_read_attr_u64(r->f, "nt_counts", h->nt_counts, 16) != 0 ||
+              nv_h5_read_attr_u64(r->f, "class_counts", h->class_counts, 3) != 0))
+        return nv_seterr(r->err, "%s: attributes nt_counts / class_counts are not 16 / 3 integers", r->path);
+    h->has_counts = a;
+    return 0;
+}
 
+// The four datasets, opened and checked against the header (ids only when did != NULL).
+static int open_all(shard_rd *r, const nv_shard_info *h, hid_t *dt, hid_t *ds, hid_t *dof, hid_t *did) {
+    // Sizes are checked against the datasets before anything is allocated from them.
+    *dt = *ds = *dof = -1;
+    if (did) *did = -1;
+    if ((*dt = open_1d(r, "tokens", H5T_INTEGER, 1, h->n_tokens)) < 0) return -1;
+    if ((*ds = open_1d(r, "structure", H5T_INTEGER, 1, h->n_tokens)) < 0) return H5Dclose(*dt), -1;
+    if ((*dof = open_1d(r, "offsets", H5T_INTEGER, 8, h->n_seqs + 1)) < 0) return H5Dclose(*dt), H5Dclose(*ds), -1;
+    if (!did) return 0;
+    if ((*did = open_1d(r, "ids", H5T_STRING, 0, h->n_seqs)) < 0)
+        return H5Dclose(*dt), H5Dclose(*ds), H5Dclose(*dof), -1;
+    return 0;
+}
+
+// /ids: nvwa-prep writes fixed-length strings; variable-length ones (other writers) are read
+// too. Their check is the HDF5 read itself (checksums). ids == NULL: read and drop.
+static int read_ids(shard_rd *r, hid_t did, uint64_t n_seqs, char ***ids) {
+    hid_t ft = H5Dget_type(did);
+    int vlen = H5Tis_variable_str(ft) > 0, rc = 0;
+    size_t w = vlen ? 0 : H5Tget_size(ft);
+    H5Tclose(ft);
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, vlen ? H5T_VARIABLE : w + 1);
+    if (!vlen) H5Tset_strpad(mt, H5T_STR_NULLTERM);
+    char *buf = vlen ? NULL : nv_calloc(n_seqs ? n_seqs : 1, w + 1);
+    char **raw = vlen ? nv_calloc(n_seqs ? n_seqs : 1, sizeof(char *)) : NULL;
+    if (n_seqs > 0 && H5Dread(did, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, vlen ? (void *)raw : (void *)buf) < 0) {
+        rc = nv_seterr(r->err, "%s: cannot read dataset /ids: checksum mismatch or corrupt data", r->path);
+        vlen = 0; // nothing to reclaim
+    } else if (ids) {
+        *ids = nv_malloc((n_seqs ? n_seqs : 1) * sizeof(char *));
+        for (uint64_t i = 0; i < n_seqs; i++)
+            (*ids)[i] = nv_strdup(vlen ? (raw[i] ? raw[i] : "") : buf + i * (w + 1));
+    }
+    if (vlen && n_seqs > 0) {
+        hid_t sp = H5Dget_space(did);
+        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
+        H5Sclose(sp);
+    }
+    free(raw);
+    free(buf);
+    H5Tclose(mt);
+    return rc;
+}
+
+static uint64_t chunk_len(hid_t d) {
+    hid_t p = H5Dget_create_plist(d);
+    hsize_t c[1] = {0};
+    if (p >= 0 && H5Pget_layout(p) == H5D_CHUNKED && H5Pget_chunk(p, 1, c) != 1) c[0] = 0;
+    if (p >= 0) H5Pclose(p);
+    return (uint64_t)c[0];
+}
+
+static int shard_index_open(shard_rd *r, nv_shard_info *h, uint64_t **offsets) {
+    hid_t dt, ds, dof, did;
+    if (read_header(r, h) != 0 || open_all(r, h, &dt, &ds, &dof, &did) != 0) return -1;
+    h->chunk_tokens = chunk_len(dt);
+    H5Dclose(dt);
+    H5Dclose(ds);
+    H5Dclose(did);
+    uint64_t *off = nv_malloc((h->n_seqs + 1) * sizeof(uint64_t));
+    if (read_1d(r, "offsets", dof, H5T_NATIVE_UINT64, h->n_seqs + 1, off) != 0 ||
+        nv_shard_check_offsets(r->path, off, h->n_seqs, h->n_tokens, r->err) != 0) {
+        free(off);
+        return -1;
+    }
+    if (offsets) *offsets = off;
+    else free(off);
+    return 0;
+}
+
+static int shard_read_open(shard_rd *r, nv_corpus *out, int want_ids) {
+    nv_shard_info h;
+    hid_t dt, ds, dof, did;
+    if (read_header(r, &h) != 0 || open_all(r, &h, &dt, &ds, &dof, &did) != 0) return -1;
+    const uint64_t n_seqs = h.n_seqs, n_tokens = h.n_tokens;
     out->n_seqs = n_seqs;
     out->n_tokens = n_tokens;
-    out->n_with_structure = n_ss;
+    out->n_with_structure = h.n_with_structure;
     out->tokens = nv_malloc(n_tokens);
     out->structure = nv_malloc(n_tokens);
     free(out->offsets);
@@ -302,55 +429,17 @@ static int shard_read_open(shard_rd *r, nv_corpus *out, int want_ids) {
     rc = rc ? (H5Dclose(ds), -1) : read_1d(r, "structure", ds, H5T_NATIVE_UINT8, n_tokens, out->structure);
     rc = rc ? (H5Dclose(dof), -1) : read_1d(r, "offsets", dof, H5T_NATIVE_UINT64, n_seqs + 1, out->offsets);
     if (rc) return H5Dclose(did), -1;
-    if (check_contents(r, out) != 0) return H5Dclose(did), -1;
+    if (check_contents(r, &h, out) != 0) return H5Dclose(did), -1;
 
     if (!want_ids) return H5Dclose(did), 0;
-    // ids last: they are only wanted by tools, and their check is the HDF5 read itself.
-    // nvwa-prep writes fixed-length strings; variable-length ones (other writers) are read too.
-    hid_t ft = H5Dget_type(did);
-    int vlen = H5Tis_variable_str(ft) > 0;
-    size_t w = vlen ? 0 : H5Tget_size(ft);
-    H5Tclose(ft);
-    if (!vlen) {
-        char *buf = nv_calloc(n_seqs ? n_seqs : 1, w + 1);
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, w + 1);
-        H5Tset_strpad(mt, H5T_STR_NULLTERM);
-        rc = 0;
-        if (n_seqs > 0 && H5Dread(did, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-            rc = nv_seterr(r->err, "%s: cannot read dataset /ids: checksum mismatch or corrupt data", r->path);
-        } else {
-            out->ids = nv_malloc((n_seqs ? n_seqs : 1) * sizeof(char *));
-            for (uint64_t i = 0; i < n_seqs; i++) out->ids[i] = nv_strdup(buf + i * (w + 1));
-        }
-        free(buf);
-        H5Tclose(mt);
-        H5Dclose(did);
-        return rc;
-    }
-    char **raw = nv_calloc(n_seqs ? n_seqs : 1, sizeof(char *));
-    hid_t mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, H5T_VARIABLE);
-    rc = 0;
-    if (n_seqs > 0 && H5Dread(did, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw) < 0) {
-        rc = nv_seterr(r->err, "%s: cannot read dataset /ids: checksum mismatch or corrupt data", r->path);
-    } else {
-        out->ids = nv_malloc((n_seqs ? n_seqs : 1) * sizeof(char *));
-        for (uint64_t i = 0; i < n_seqs; i++) out->ids[i] = nv_strdup(raw[i] ? raw[i] : "");
-        if (n_seqs > 0) {
-            hid_t sp = H5Dget_space(did);
-            H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, raw);
-            H5Sclose(sp);
-        }
-    }
-    free(raw);
-    H5Tclose(mt);
+    rc = read_ids(r, did, n_seqs, &out->ids);
     H5Dclose(did);
     return rc;
 }
 
-int nv_shard_read(const char *path, nv_corpus *out, int want_ids, nv_error *err) {
-    nv_corpus_init(out);
+// Open path read-only with HDF5's error printing off and run fn on it; one line on failure.
+static int with_shard(const char *path, nv_error *err, int (*fn)(shard_rd *, void *, void *, int), void *a,
+                      void *b, int flag) {
     if (access(path, R_OK) != 0) return nv_seterr(err, "%s: cannot read: %s", path, strerror(errno));
     nv_h5_quiet q = nv_h5_quiet_begin();
     shard_rd r = {path, -1, err};
@@ -360,10 +449,45 @@ int nv_shard_read(const char *path, nv_corpus *out, int want_ids, nv_error *err)
     } else if ((r.f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
         rc = nv_seterr(err, "%s: cannot open as HDF5 (truncated or damaged file?)", path);
     } else {
-        rc = shard_read_open(&r, out, want_ids);
+        rc = fn(&r, a, b, flag);
         if (H5Fclose(r.f) < 0 && rc == 0) rc = nv_seterr(err, "%s: error closing the file", path);
     }
     nv_h5_quiet_end(q);
+    return rc;
+}
+
+static int read_fn(shard_rd *r, void *out, void *unused, int want_ids) {
+    (void)unused;
+    return shard_read_open(r, out, want_ids);
+}
+
+static int index_fn(shard_rd *r, void *info, void *offsets, int unused) {
+    (void)unused;
+    return shard_index_open(r, info, offsets);
+}
+
+static int ids_fn(shard_rd *r, void *n_seqs, void *unused, int flag) {
+    (void)unused, (void)flag;
+    const uint64_t n = *(const uint64_t *)n_seqs;
+    hid_t did = open_1d(r, "ids", H5T_STRING, 0, n);
+    if (did < 0) return -1;
+    int rc = read_ids(r, did, n, NULL);
+    H5Dclose(did);
+    return rc;
+}
+
+int nv_shard_check_ids(const char *path, uint64_t n_seqs, nv_error *err) {
+    return with_shard(path, err, ids_fn, &n_seqs, NULL, 0);
+}
+
+int nv_shard_index(const char *path, nv_shard_info *info, uint64_t **offsets, nv_error *err) {
+    if (offsets) *offsets = NULL;
+    return with_shard(path, err, index_fn, info, offsets, 0);
+}
+
+int nv_shard_read(const char *path, nv_corpus *out, int want_ids, nv_error *err) {
+    nv_corpus_init(out);
+    int rc = with_shard(path, err, read_fn, out, NULL, want_ids);
     if (rc != 0) {
         nv_corpus_free(out);
         nv_corpus_init(out);

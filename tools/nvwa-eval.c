@@ -105,38 +105,24 @@ int main(int argc, char **argv) {
         return 2;
     }
 
-    // the shards, concatenated in argument order
-    nv_corpus corpus;
-    nv_corpus_init(&corpus);
-    for (int a = optind; a < argc; a++) {
-        nv_corpus part;
-        if (nv_corpus_open(argv[a], &part, 0, &err) != 0) {
-            fprintf(stderr, "nvwa-eval: error: %s\n", err.msg);
-            nv_corpus_free(&part);
-            nv_corpus_free(&corpus);
-            free(ovr);
-            return 1;
-        }
-        if (a == optind) {
-            nv_corpus_free(&corpus);
-            corpus = part;
-            continue;
-        }
-        for (uint64_t i = 0; i < part.n_seqs; i++)
-            nv_corpus_append(&corpus, NULL, part.tokens + part.offsets[i],
-                             part.structure ? part.structure + part.offsets[i] : NULL,
-                             nv_corpus_len(&part, i));
-        nv_corpus_free(&part);
+    // the shards, concatenated in argument order, streamed (index in memory, bytes on demand)
+    nv_dataset *corpus = NULL;
+    if (nv_dataset_open((const char *const *)argv + optind, argc - optind, &corpus, &err) != 0) {
+        fprintf(stderr, "nvwa-eval: error: %s\n", err.msg);
+        free(ovr);
+        return 1;
     }
 
     nv_dist d;
     if (nv_dist_init(&d, &argc, &argv, 1, &err) != 0) {
         fprintf(stderr, "nvwa-eval: error: %s\n", err.msg);
+        nv_dataset_free(corpus);
         return 1;
     }
     if (d.world != 1) {
         if (d.rank == 0) fprintf(stderr, "nvwa-eval: error: runs as one process, not under a launcher of %d ranks\n", d.world);
         nv_dist_finalize(&d);
+        nv_dataset_free(corpus);
         return 2;
     }
     const nv_backend *be = nv_select_backend(&cfg, &err);
@@ -153,7 +139,7 @@ int main(int argc, char **argv) {
         rc = 1;
     }
     nv_eval_result r;
-    if (!rc && nv_evaluate(m, &corpus, NULL, &cfg, (uint64_t)max_seqs, &r, &err) != 0) {
+    if (!rc && nv_evaluate(m, corpus, NULL, &cfg, (uint64_t)max_seqs, &r, &err) != 0) {
         fprintf(stderr, "nvwa-eval: error: %s\n", err.msg);
         rc = 1;
     }
@@ -183,7 +169,7 @@ int main(int argc, char **argv) {
         }
     }
     nv_model_free(m);
-    nv_corpus_free(&corpus);
+    nv_dataset_free(corpus);
     free(ovr);
     nv_dist_finalize(&d);
     return rc;

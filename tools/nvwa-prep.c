@@ -3,17 +3,24 @@
 // Shards are written under hidden pending names while the inputs are read and renamed to
 // shard_NNNNN.h5 only when every input has been read without error: a failed run leaves
 // nothing behind in OUTDIR, and a loader never sees half a corpus.
+//
+// --verify checks shard sets fully (data/verify.c): shards on threads, and under mpirun the
+// shards split over the ranks (shard k on rank k % world); rank 0 prints one line per bad
+// shard, in shard order.
 #include "data/corpus.h"
 #include "data/rng.h"
 #include "data/seqio.h"
 #include "data/synth.h"
 #include "data/vocab.h"
 #include "nv_build_config.h"
+#include "train/dist.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +31,7 @@ typedef struct prep_opts {
     const char *outdir;
     nv_seqfmt fmt;
     double shard_mb;
+    int chunk_kb;
     long min_len, max_len; // max_len 0 = no limit
     int dedup, drop_gaps, quiet, force;
     long long synthetic; // < 0: read inputs
@@ -100,6 +108,7 @@ static int dedup_seen(dedup_set *d, const uint8_t *tok, uint64_t len) {
 
 typedef struct prep_out {
     const char *dir;
+    nv_shard_opts opts;
     char **pending; // written shards under their hidden names
     int n;
     long pid;
@@ -124,7 +133,7 @@ static int out_flush(prep_out *o, nv_corpus *c, nv_error *err) {
     if (c->n_seqs == 0) return 0;
     char pending[4096], final[4096];
     shard_names(o, o->n, pending, final, sizeof pending);
-    if (nv_shard_write(pending, c, err) != 0) return -1;
+    if (nv_shard_write_ex(pending, c, &o->opts, err) != 0) return -1;
     o->pending = nv_realloc(o->pending, (size_t)(o->n + 1) * sizeof(char *));
     o->pending[o->n++] = nv_strdup(pending);
     nv_corpus_free(c);
@@ -240,11 +249,11 @@ static int write_summary(const prep_opts *o, const prep_stats *s, int n_shards, 
     fprintf(f, "  \"format\": \"%s\",\n  \"shards\": %d,\n  \"records\": %llu,\n  \"sequences\": %llu,\n"
                "  \"tokens\": %llu,\n  \"with_structure\": %llu,\n"
                "  \"dropped\": {\"too_short\": %llu, \"too_long\": %llu, \"duplicate\": %llu},\n"
-               "  \"min_len\": %ld,\n  \"max_len\": %ld,\n  \"dedup\": %s,\n  \"drop_gaps\": %s,\n"
+               "  \"min_len\": %ld,\n  \"max_len\": %ld,\n  \"chunk_kb\": %d,\n  \"dedup\": %s,\n  \"drop_gaps\": %s,\n"
                "  \"input_bytes\": %llu,\n  \"seconds\": %.3f\n}\n",
             nv_seqfmt_name(o->fmt), n_shards, (unsigned long long)s->records, (unsigned long long)s->seqs,
             (unsigned long long)s->tokens, (unsigned long long)s->with_ss, (unsigned long long)s->too_short,
-            (unsigned long long)s->too_long, (unsigned long long)s->duplicate, o->min_len, o->max_len,
+            (unsigned long long)s->too_long, (unsigned long long)s->duplicate, o->min_len, o->max_len, o->chunk_kb,
             o->dedup ? "true" : "false", o->drop_gaps ? "true" : "false", (unsigned long long)s->bytes_done, dt);
     fclose(f);
     char path[4096];
@@ -321,6 +330,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: nvwa-prep [options] -o OUTDIR INPUT...\n"
             "       nvwa-prep [options] -o OUTDIR --synthetic N [--seed S]\n"
+            "       nvwa-prep --verify [--threads N] SHARDS...     (also under mpirun)\n"
             "\n"
             "Convert FASTA, dot-bracket (three-line, RNAfold output, bpRNA .dbn) or bpseq files,\n"
             "plain or gzip-compressed ('-' = stdin), into HDF5 shards OUTDIR/shard_00000.h5 ...\n"
@@ -329,6 +339,8 @@ static void usage(FILE *f) {
             "  -o, --output DIR       output directory (created if missing)\n"
             "  -f, --format FMT       auto (default), fasta, dbn or bpseq\n"
             "  -s, --shard-size MB    tokens per shard in MiB (default 256); a sequence never spans shards\n"
+            "      --chunk-kb N       HDF5 chunk of /tokens and /structure in KiB (default %d): a random\n"
+            "                         read inflates whole chunks; docs/data.md has the measurements\n"
             "      --min-len N        drop sequences shorter than N (default 1)\n"
             "      --max-len N        drop sequences longer than N (default: no limit)\n"
             "      --dedup            drop exact sequence duplicates (128-bit hash of the tokens)\n"
@@ -337,7 +349,141 @@ static void usage(FILE *f) {
             "      --seed S           seed of --synthetic (default 1)\n"
             "      --force            replace shards already in OUTDIR\n"
             "  -q, --quiet            no progress or summary on stderr\n"
-            "  -h, --help             this help\n");
+            "  -h, --help             this help\n"
+            "\n"
+            "verification (nothing is written):\n"
+            "      --verify           check every shard of SHARDS (shard files, directories of *.h5,\n"
+            "                         globs) fully: all checksums, offsets, token ids, structure bytes\n"
+            "                         and brackets, counts. One line per bad shard on stdout; exit 1\n"
+            "                         if any. Under mpirun the shards are split over the ranks.\n"
+            "      --threads N        shards verified at once per rank (default: cores / ranks per node)\n",
+            NV_SHARD_CHUNK_KB);
+}
+
+// ---------------------------------------------------------------------------------------
+// --verify
+
+typedef struct vres {
+    char msg[sizeof(nv_error)]; // empty when the shard is good
+    uint64_t seqs, tokens;
+} vres;
+
+typedef struct vpool {
+    char **paths;
+    size_t n;
+    int rank, world;
+    vres *res;
+    size_t next;         // next of this rank's shards to take
+    pthread_mutex_t mu;
+} vpool;
+
+static void *verify_worker(void *arg) {
+    vpool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        size_t k = p->next;
+        p->next += (size_t)p->world;
+        pthread_mutex_unlock(&p->mu);
+        if (k >= p->n) return NULL;
+        nv_shard_info h;
+        nv_error err;
+        if (nv_shard_verify(p->paths[k], &h, &err) != 0) {
+            char *nl = strchr(err.msg, '\n'); // one line per shard: the hint goes
+            if (nl) *nl = 0;
+            snprintf(p->res[k].msg, sizeof p->res[k].msg, "%s", err.msg[0] ? err.msg : "unknown error");
+        } else {
+            p->res[k].seqs = h.n_seqs;
+            p->res[k].tokens = h.n_tokens;
+        }
+    }
+}
+
+static int cores_available(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static int env_world(void) {
+    const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = getenv(keys[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return 1;
+}
+
+static int run_verify(int argc, char **argv, int threads, int quiet) {
+    nv_dist d;
+    nv_error err;
+    const int mpi = env_world() > 1; // MPI only under a launcher: plain runs need no MPI
+    memset(&d, 0, sizeof d);
+    d.world = d.local_size = 1;
+    if (mpi && nv_dist_init(&d, &argc, &argv, 1, &err) != 0) nv_die("%s", err.msg);
+    if (optind >= argc) nv_die_code(2, "--verify: no SHARDS given (shard files, directories or globs)");
+    char **paths = NULL;
+    size_t n = 0;
+    for (int a = optind; a < argc; a++) { // every rank lists the same shards in the same order
+        char **pa;
+        size_t na;
+        if (nv_shard_paths(argv[a], &pa, &na, &err) != 0) {
+            if (d.rank == 0) fprintf(stderr, "nvwa: error: %s\n", err.msg);
+            if (mpi) nv_dist_finalize(&d);
+            nv_paths_free(paths, n);
+            return 1;
+        }
+        paths = nv_realloc(paths, (n + na) * sizeof(char *));
+        memcpy(paths + n, pa, na * sizeof(char *));
+        n += na;
+        free(pa);
+    }
+    if (threads <= 0) threads = cores_available() / (d.local_size > 0 ? d.local_size : 1);
+    if (threads < 1) threads = 1;
+    const double t0 = nv_now();
+    vpool p = {paths, n, d.rank, d.world, nv_calloc(n ? n : 1, sizeof(vres)), (size_t)d.rank,
+               PTHREAD_MUTEX_INITIALIZER};
+    pthread_t *th = nv_malloc(sizeof(pthread_t) * (size_t)threads);
+    for (int t = 0; t < threads; t++)
+        if (pthread_create(&th[t], NULL, verify_worker, &p) != 0) nv_die("--verify: cannot start thread %d", t);
+    for (int t = 0; t < threads; t++) pthread_join(th[t], NULL);
+    free(th);
+    // rank 0 gathers: each entry is non-zero on its owner only, so MAX (bytes) / SUM give it
+    vres *all = p.res;
+    if (mpi) {
+        all = d.rank == 0 ? nv_calloc(n ? n : 1, sizeof(vres)) : NULL;
+        for (size_t k = 0; k < n; k++) {
+            NV_MPI_CHECK(&d, MPI_Reduce(p.res[k].msg, d.rank == 0 ? all[k].msg : NULL, (int)sizeof p.res[k].msg,
+                                        MPI_UNSIGNED_CHAR, MPI_MAX, 0, d.comm_world));
+            NV_MPI_CHECK(&d, MPI_Reduce(&p.res[k].seqs, d.rank == 0 ? &all[k].seqs : NULL, 2, MPI_UINT64_T, MPI_SUM,
+                                        0, d.comm_world));
+        }
+    }
+    int bad = 0;
+    if (d.rank == 0) {
+        uint64_t seqs = 0, toks = 0;
+        for (size_t k = 0; k < n; k++) {
+            if (all[k].msg[0]) {
+                printf("%s\n", all[k].msg);
+                bad++;
+            }
+            seqs += all[k].seqs;
+            toks += all[k].tokens;
+        }
+        fflush(stdout);
+        if (!quiet)
+            fprintf(stderr, "nvwa-prep: verified %zu shard(s), %llu sequences, %llu tokens in %.2f s (%d rank(s) x %d "
+                            "thread(s)): %s%d bad\n", n, (unsigned long long)seqs, (unsigned long long)toks,
+                    nv_now() - t0, d.world, threads, bad ? "" : "all good, ", bad);
+    }
+    if (mpi) {
+        NV_MPI_CHECK(&d, MPI_Bcast(&bad, 1, MPI_INT, 0, d.comm_world));
+        if (all != p.res) free(all);
+        nv_dist_finalize(&d);
+    }
+    free(p.res);
+    nv_paths_free(paths, n);
+    return bad ? 1 : 0;
 }
 
 static long parse_long(const char *s, const char *opt, long lo) {
@@ -349,8 +495,11 @@ static long parse_long(const char *s, const char *opt, long lo) {
 }
 
 int main(int argc, char **argv) {
-    prep_opts o = {.fmt = NV_FMT_AUTO, .shard_mb = 256, .min_len = 1, .synthetic = -1, .seed = 1};
-    enum { OPT_MIN = 256, OPT_MAX, OPT_DEDUP, OPT_GAPS, OPT_SYN, OPT_SEED, OPT_FORCE };
+    prep_opts o = {.fmt = NV_FMT_AUTO, .shard_mb = 256, .chunk_kb = NV_SHARD_CHUNK_KB, .min_len = 1,
+                   .synthetic = -1, .seed = 1};
+    enum { OPT_MIN = 256, OPT_MAX, OPT_DEDUP, OPT_GAPS, OPT_SYN, OPT_SEED, OPT_FORCE, OPT_CHUNK, OPT_VERIFY,
+           OPT_THREADS };
+    int verify = 0, threads = 0;
     static const struct option longs[] = {
         {"output", required_argument, 0, 'o'},   {"format", required_argument, 0, 'f'},
         {"shard-size", required_argument, 0, 's'}, {"min-len", required_argument, 0, OPT_MIN},
@@ -358,7 +507,8 @@ int main(int argc, char **argv) {
         {"drop-gaps", no_argument, 0, OPT_GAPS},  {"synthetic", required_argument, 0, OPT_SYN},
         {"seed", required_argument, 0, OPT_SEED}, {"force", no_argument, 0, OPT_FORCE},
         {"quiet", no_argument, 0, 'q'},           {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"chunk-kb", required_argument, 0, OPT_CHUNK}, {"verify", no_argument, 0, OPT_VERIFY},
+        {"threads", required_argument, 0, OPT_THREADS}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "o:f:s:qh", longs, NULL)) != -1) {
         switch (c) {
@@ -382,10 +532,18 @@ int main(int argc, char **argv) {
         case OPT_SYN: o.synthetic = parse_long(optarg, "--synthetic", 1); break;
         case OPT_SEED: o.seed = (unsigned long long)parse_long(optarg, "--seed", 0); break;
         case OPT_FORCE: o.force = 1; break;
+        case OPT_CHUNK: o.chunk_kb = (int)parse_long(optarg, "--chunk-kb", 1); break;
+        case OPT_VERIFY: verify = 1; break;
+        case OPT_THREADS: threads = (int)parse_long(optarg, "--threads", 1); break;
         case 'q': o.quiet = 1; break;
         case 'h': usage(stdout); return 0;
         default: fprintf(stderr, "nvwa-prep: try --help\n"); return 2;
         }
+    }
+    if (o.chunk_kb > 65536) nv_die_code(2, "--chunk-kb %d: at most 65536 (64 MiB)", o.chunk_kb);
+    if (verify) {
+        if (o.outdir || o.synthetic >= 0) nv_die_code(2, "--verify checks shards: give no -o or --synthetic");
+        return run_verify(argc, argv, threads, o.quiet);
     }
     o.inputs = argv + optind;
     o.n_inputs = argc - optind;
@@ -406,7 +564,7 @@ int main(int argc, char **argv) {
         s.bytes_total += (uint64_t)st.st_size;
     }
     s.t0 = s.last_progress = nv_now();
-    prep_out out = {.dir = o.outdir, .pid = (long)getpid()};
+    prep_out out = {.dir = o.outdir, .opts = {o.chunk_kb}, .pid = (long)getpid()};
     if (run(&o, &s, &out, &err) != 0) {
         out_abort(&out);
         if (!o.quiet && isatty(2)) fputc('\n', stderr);

@@ -4,9 +4,21 @@
 // layout's parameter tables from the stored config and maps every element through its full
 // index, so any (tensor, data, zero1) layout loads any other. Integrity is end to end: the
 // manifest lists each file's size and CRC32 and is written last, so a step dir with a
-// manifest is complete; HDF5 Fletcher32 guards each chunk on top.
+// manifest is complete.
+//
+// At disk speed (train/ckpt_io.c): a dataset is contiguous, its space allocated when HDF5
+// creates it, and its bytes written by a pool of threads with pwrite at the offset HDF5
+// reports, each thread taking the crc32 of the 1 MiB blocks it writes. The block CRCs are
+// stored with the dataset (attribute crc32_blocks) and combined, with the CRCs of the few
+// metadata bytes between datasets, into the file's CRC for the manifest: no second pass
+// over the data. A load reads the blocks it needs the same way and checks each against its
+// CRC; the file's CRC is checked from the stored block CRCs and the metadata bytes, so
+// every byte of a file is still covered. Checkpoints of the earlier layout (chunked,
+// Fletcher32, no block CRCs; manifest without block_crc) load as before: whole-file CRCs
+// first, then HDF5 reads.
 #include "train/checkpoint.h"
 #include "data/h5util.h"
+#include "train/ckpt_io.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,7 +36,10 @@
 
 #define FORMAT_NAME "nvwa-checkpoint"
 #define FORMAT_VERSION 1
-#define CHUNK_ELEMS ((size_t)1 << 20) // 4 MiB chunks: Fletcher32 granularity, fast I/O
+#define CHUNK_ELEMS ((size_t)1 << 20) // the earlier layout's 4 MiB chunks (read only)
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "checkpoint datasets are written as raw little-endian floats"
+#endif
 
 // ---------------------------------------------------------------------------------------
 // small helpers
@@ -121,26 +136,23 @@ static int rm_dir_flat(const char *dir, nv_error *err) {
 int nv_ckpt_file_crc(const char *path, uint32_t *crc, uint64_t *size, nv_error *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return nv_seterr(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = (size_t)4 << 20;
-    unsigned char *buf = nv_malloc(cap);
-    uLong c = crc32(0L, Z_NULL, 0);
-    uint64_t total = 0;
-    int rc = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf, cap);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            rc = nv_seterr(err, "%s: read failed: %s", path, strerror(errno));
-            break;
-        }
-        if (r == 0) break;
-        c = crc32(c, buf, (uInt)r);
-        total += (uint64_t)r;
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return nv_seterr(err, "%s: cannot stat: %s", path, strerror(e));
     }
-    free(buf);
+    // blocks on threads, combined: the whole file at the disk's (or page cache's) speed
+    uint64_t n = (uint64_t)st.st_size;
+    nv_ckio_job job = {.fd = fd, .n = n, .lo = 0, .hi = n, .compute = 1};
+    job.crc = nv_malloc(sizeof(uint32_t) * (nv_ckio_nblocks(n) + 1));
+    int rc = 0;
+    if (nv_ckio_read(&job, 1, nv_ckio_threads()) != 0)
+        rc = nv_seterr(err, "%s: read failed: %s", path, strerror(job.sys_errno ? job.sys_errno : EIO));
+    *crc = nv_ckio_crc_of_blocks(job.crc, n);
+    *size = n;
+    free(job.crc);
     close(fd);
-    *crc = (uint32_t)c;
-    *size = total;
     return rc;
 }
 
@@ -150,32 +162,135 @@ int nv_ckpt_file_crc(const char *path, uint32_t *crc, uint64_t *size, nv_error *
 
 
 
-// One chunked, Fletcher32-checked 1-D float32 dataset: elements [start, start+count) of
-// tensor p's local part at (tp_rank, tp_size).
-static int write_slice(hid_t loc, const char *file, const nv_param *p, int tp_rank, int tp_size,
-                       size_t start, size_t count, const float *x, nv_error *err) {
-    // equal chunks: HDF5 stores a partial edge chunk at full size
-    size_t nchunks = (count + CHUNK_ELEMS - 1) / CHUNK_ELEMS;
-    hsize_t dims[1] = {count}, chunk[1] = {nchunks ? (count + nchunks - 1) / nchunks : 1};
+// One dataset being written: created (space allocated), then filled by the I/O pool.
+typedef struct wslice {
+    hid_t ds;
+    const char *name;
+    const float *x;
+    uint64_t addr, bytes; // where HDF5 put its space, and its size
+    uint32_t *crc;        // block CRCs, filled by the write
+} wslice;
+
+// A contiguous 1-D float32 dataset for elements [start, start+count) of tensor p's local part
+// at (tp_rank, tp_size), with its tags; its space is allocated now and never filled by HDF5.
+static int create_slice(hid_t loc, const char *file, const nv_param *p, int tp_rank, int tp_size,
+                        size_t start, size_t count, const float *x, wslice *w, nv_error *err) {
+    hsize_t dims[1] = {count};
     hid_t sp = H5Screate_simple(1, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     hid_t ds = -1;
     int rc = -1;
-    if (sp >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0)
+    if (sp >= 0 && dcpl >= 0 && H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0 &&
+        H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0 && H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0)
         ds = H5Dcreate2(loc, p->name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0) {
+    if (ds >= 0) {
         int64_t shape[2] = {p->full[0], p->full[1]}, local[2] = {p->local[0], p->local[1]};
-        int64_t v[4] = {tp_size, tp_rank, (int64_t)start, (int64_t)count};
+        int64_t v[5] = {tp_size, tp_rank, (int64_t)start, (int64_t)count, (int64_t)NV_CKIO_BLOCK};
         rc = nv_h5_attr_i64(ds, "full_shape", shape, (hsize_t)p->ndim) | nv_h5_attr_i64(ds, "local_shape", local, (hsize_t)p->ndim) |
              nv_h5_attr_i64(ds, "tp_size", &v[0], 1) | nv_h5_attr_i64(ds, "tp_rank", &v[1], 1) |
-             nv_h5_attr_i64(ds, "local_start", &v[2], 1) | nv_h5_attr_i64(ds, "count", &v[3], 1);
+             nv_h5_attr_i64(ds, "local_start", &v[2], 1) | nv_h5_attr_i64(ds, "count", &v[3], 1) |
+             nv_h5_attr_i64(ds, "crc32_block", &v[4], 1);
+        haddr_t a = count ? H5Dget_offset(ds) : 0;
+        if (a == HADDR_UNDEF) rc = -1;
+        w->ds = ds;
+        w->name = p->name;
+        w->x = x;
+        w->addr = (uint64_t)a;
+        w->bytes = (uint64_t)count * sizeof(float);
+        w->crc = nv_calloc(nv_ckio_nblocks(w->bytes) + 1, sizeof(uint32_t));
     }
-    if (ds >= 0) H5Dclose(ds);
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
-    if (rc) return nv_seterr(err, "%s: cannot write dataset %s (%zu floats)\n---> HINT: is the "
-                                  "disk full? check [checkpoint] dir", file, p->name, count);
+    if (rc) {
+        if (ds >= 0 && !w->crc) H5Dclose(ds);
+        return nv_seterr(err, "%s: cannot create dataset %s (%zu floats)\n---> HINT: is the disk full? check "
+                              "[checkpoint] dir", file, p->name, count);
+    }
     return 0;
+}
+
+static int cmp_region(const void *a, const void *b) {
+    uint64_t x = (*(const wslice *const *)a)->addr, y = (*(const wslice *const *)b)->addr;
+    return (x > y) - (x < y);
+}
+
+// CRC32 of the whole file: the stored block CRCs of the datasets and the bytes between
+// them (metadata), read back (they are small), combined in file order.
+static int file_crc_from_blocks(int fd, const char *path, wslice *w, int n, uint32_t *crc, uint64_t *size,
+                                nv_error *err) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return nv_seterr(err, "%s: cannot stat: %s", path, strerror(errno));
+    wslice **order = nv_malloc(sizeof *order * (size_t)(n ? n : 1));
+    int m = 0;
+    for (int i = 0; i < n; i++)
+        if (w[i].bytes) order[m++] = &w[i];
+    qsort(order, (size_t)m, sizeof *order, cmp_region);
+    uint32_t c = (uint32_t)crc32(0L, Z_NULL, 0), g;
+    uint64_t pos = 0, end = (uint64_t)st.st_size;
+    int rc = 0;
+    for (int i = 0; i <= m && rc == 0; i++) {
+        uint64_t next = i < m ? order[i]->addr : end;
+        if (next < pos || next > end) {
+            rc = nv_seterr(err, "%s: dataset %s at %llu overlaps another or lies past the end (%llu bytes)", path,
+                           i < m ? order[i]->name : "(end)", (unsigned long long)next, (unsigned long long)end);
+            break;
+        }
+        int e = nv_ckio_crc_range(fd, pos, next - pos, &g);
+        if (e) {
+            rc = nv_seterr(err, "%s: cannot read back its metadata: %s", path, strerror(e));
+            break;
+        }
+        c = (uint32_t)crc32_combine(c, g, (z_off_t)(next - pos));
+        if (i < m) {
+            c = (uint32_t)crc32_combine(c, nv_ckio_crc_of_blocks(order[i]->crc, order[i]->bytes), (z_off_t)order[i]->bytes);
+            pos = order[i]->addr + order[i]->bytes;
+        }
+    }
+    free(order);
+    *crc = c;
+    *size = end;
+    return rc;
+}
+
+// Fill the created datasets of file f (open as `path`) with the I/O pool, store their block
+// CRCs, close the file, fsync it, and report its size and CRC32. Frees w's CRCs.
+static int finish_file(hid_t f, const char *path, const char *name, wslice *w, int n, nv_ckpt_file *out,
+                       nv_error *err) {
+    int rc = 0, fd = open(path, O_RDWR);
+    if (fd < 0) rc = nv_seterr(err, "%s: cannot open for writing: %s", path, strerror(errno));
+    nv_ckio_job *jobs = nv_calloc((size_t)(n ? n : 1), sizeof *jobs);
+    int nj = 0;
+    for (int i = 0; i < n && rc == 0; i++)
+        if (w[i].bytes) jobs[nj++] = (nv_ckio_job){.fd = fd, .file_off = w[i].addr, .n = w[i].bytes,
+                                                    .buf = (void *)w[i].x, .crc = w[i].crc};
+    if (rc == 0 && nv_ckio_write(jobs, nj, nv_ckio_threads()) != 0) {
+        int e = 0;
+        for (int j = 0; j < nj; j++) e = e ? e : jobs[j].sys_errno;
+        rc = nv_seterr(err, "%s: write failed: %s\n---> HINT: is the disk full? check [checkpoint] dir", path,
+                       strerror(e ? e : EIO));
+    }
+    free(jobs);
+    for (int i = 0; i < n; i++) {
+        if (rc == 0) {
+            hsize_t nb = nv_ckio_nblocks(w[i].bytes);
+            hid_t sp = nb ? H5Screate_simple(1, &nb, NULL) : H5Screate(H5S_NULL);
+            hid_t a = sp >= 0 ? H5Acreate2(w[i].ds, "crc32_blocks", H5T_STD_U32LE, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+            if (a < 0 || (nb && H5Awrite(a, H5T_NATIVE_UINT32, w[i].crc) < 0))
+                rc = nv_seterr(err, "%s: cannot write the block CRCs of %s", path, w[i].name);
+            if (a >= 0) H5Aclose(a);
+            if (sp >= 0) H5Sclose(sp);
+        }
+        H5Dclose(w[i].ds);
+    }
+    if (H5Fclose(f) < 0 && !rc) rc = nv_seterr(err, "%s: close failed (disk full?)", path);
+    if (rc == 0 && fsync(fd) != 0) rc = nv_seterr(err, "%s: fsync failed: %s", path, strerror(errno));
+    if (rc == 0) {
+        snprintf(out->name, sizeof out->name, "%s", name);
+        rc = file_crc_from_blocks(fd, path, w, n, &out->crc32, &out->size, err);
+    }
+    if (fd >= 0) close(fd);
+    for (int i = 0; i < n; i++) free(w[i].crc);
+    return rc;
 }
 
 typedef struct slice_info {
@@ -213,13 +328,6 @@ static hid_t open_slice(hid_t loc, const char *file, const char *name, const nv_
     return -1;
 }
 
-static int read_floats(hid_t ds, const char *file, const char *name, float *x, nv_error *err) {
-    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
-        return nv_seterr(err, "%s: dataset %s: read failed (Fletcher32 checksum mismatch or I/O "
-                              "error)\n---> HINT: the file is damaged; use an older checkpoint",
-                         file, name);
-    return 0;
-}
 
 // ---------------------------------------------------------------------------------------
 // writing
@@ -234,20 +342,6 @@ int nv_ckpt_begin(const char *root, long step, char *tmp_dir, size_t n, nv_error
         return nv_seterr(err, "%s: cannot create: %s\n---> HINT: check [checkpoint] dir and its "
                               "permissions", tmp_dir, strerror(errno));
     return 0;
-}
-
-// fsync a finished file and take its CRC32 and size in the same pass.
-static int finish_file(const char *dir, const char *name, nv_ckpt_file *f, nv_error *err) {
-    char path[NV_PATH_MAX + 80];
-    if (path_join(path, sizeof path, dir, name, err)) return -1;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return nv_seterr(err, "%s: cannot reopen: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc != 0) return nv_seterr(err, "%s: fsync failed: %s", path, strerror(e));
-    snprintf(f->name, sizeof f->name, "%s", name);
-    return nv_ckpt_file_crc(path, &f->crc32, &f->size, err);
 }
 
 static hid_t create_file(const char *path, const char *kind, long step, nv_error *err) {
@@ -272,6 +366,15 @@ static hid_t create_file(const char *path, const char *kind, long step, nv_error
     return f;
 }
 
+// Undo a file whose datasets were only partly created.
+static void abandon(hid_t f, wslice *w, int n) {
+    for (int i = 0; i < n; i++) {
+        H5Dclose(w[i].ds);
+        free(w[i].crc);
+    }
+    H5Fclose(f);
+}
+
 static int write_model_file(const char *dir, const nv_ckpt_state *s, nv_ckpt_file *out,
                             nv_error *err) {
     const nv_param_table *t = s->t;
@@ -280,12 +383,17 @@ static int write_model_file(const char *dir, const nv_ckpt_state *s, nv_ckpt_fil
     if (path_join(path, sizeof path, dir, name, err)) return -1;
     hid_t f = create_file(path, "model", s->step, err);
     if (f < 0) return -1;
-    int rc = 0;
-    for (int k = 0; k < t->n && !rc; k++)
-        rc = write_slice(f, path, &t->p[k], t->tp_rank, t->tp_size, 0, t->p[k].numel,
-                         s->master + t->p[k].offset, err);
-    if (H5Fclose(f) < 0 && !rc) rc = nv_seterr(err, "%s: close failed (disk full?)", path);
-    return rc ? rc : finish_file(dir, name, out, err);
+    wslice *w = nv_calloc((size_t)(t->n ? t->n : 1), sizeof *w);
+    int n = 0, rc = 0;
+    for (int k = 0; k < t->n && !rc; k++) {
+        rc = create_slice(f, path, &t->p[k], t->tp_rank, t->tp_size, 0, t->p[k].numel, s->master + t->p[k].offset,
+                          &w[n], err);
+        if (!rc) n++;
+    }
+    if (rc) abandon(f, w, n);
+    else rc = finish_file(f, path, name, w, n, out, err);
+    free(w);
+    return rc;
 }
 
 static int write_optim_file(const char *dir, const nv_ckpt_state *s, int dp_rank, int dp_size,
@@ -297,9 +405,10 @@ static int write_optim_file(const char *dir, const nv_ckpt_state *s, int dp_rank
     hid_t f = create_file(path, "optim", s->step, err);
     if (f < 0) return -1;
     int64_t sh[4] = {(int64_t)s->shard_lo, (int64_t)s->shard_hi, dp_rank, dp_size};
-    int rc = 0;
+    int rc = 0, n = 0;
     if (nv_h5_attr_i64(f, "shard", sh, 2) || nv_h5_attr_i64(f, "dp_rank", &sh[2], 1) || nv_h5_attr_i64(f, "dp_size", &sh[3], 1))
         rc = nv_seterr(err, "%s: cannot write file attributes", path);
+    wslice *w = nv_calloc((size_t)(2 * t->n + 1), sizeof *w);
     for (int g = 0; g < 2 && !rc; g++) {
         const float *x = g ? s->adam_v : s->adam_m;
         hid_t grp = H5Gcreate2(f, g ? "v" : "m", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
@@ -313,13 +422,16 @@ static int write_optim_file(const char *dir, const nv_ckpt_state *s, int dp_rank
             size_t lo = s->shard_lo > p->offset ? s->shard_lo : p->offset;
             size_t hi = s->shard_hi < p->offset + p->numel ? s->shard_hi : p->offset + p->numel;
             if (lo >= hi) continue;
-            rc = write_slice(grp, path, p, t->tp_rank, t->tp_size, lo - p->offset, hi - lo,
-                             x + (lo - s->shard_lo), err);
+            rc = create_slice(grp, path, p, t->tp_rank, t->tp_size, lo - p->offset, hi - lo, x + (lo - s->shard_lo),
+                              &w[n], err);
+            if (!rc) n++;
         }
         H5Gclose(grp);
     }
-    if (H5Fclose(f) < 0 && !rc) rc = nv_seterr(err, "%s: close failed (disk full?)", path);
-    return rc ? rc : finish_file(dir, name, out, err);
+    if (rc) abandon(f, w, n);
+    else rc = finish_file(f, path, name, w, n, out, err);
+    free(w);
+    return rc;
 }
 
 int nv_ckpt_write_files(const char *tmp_dir, const nv_ckpt_state *s, int dp_rank, int dp_size,
@@ -369,8 +481,9 @@ static int write_manifest(const char *dir, const nv_config *cfg, const nv_ckpt_s
     int moments = 0;
     for (int i = 0; i < n_files; i++) moments |= !strncmp(files[i].name, "optim_", 6);
     fprintf(f, "; nvwa checkpoint manifest: written after every file below was complete\n");
-    fprintf(f, "[manifest]\nformat = %s\nversion = %d\nstep = %ld\n\n", FORMAT_NAME,
-            FORMAT_VERSION, s->step);
+    // block_crc: datasets are contiguous with a crc32 per block of that many bytes
+    fprintf(f, "[manifest]\nformat = %s\nversion = %d\nstep = %ld\nblock_crc = %llu\n\n", FORMAT_NAME,
+            FORMAT_VERSION, s->step, (unsigned long long)NV_CKIO_BLOCK);
     fprintf(f, "[layout]\ntensor = %d\ndata = %d\nzero1 = %s\nmoments = %s\n\n", tensor, data,
             zero1 ? "true" : "false", moments ? "true" : "false");
     const nv_loader_cursor *c = &s->cursor;
@@ -641,6 +754,7 @@ static int mhandler(void *user, const char *section, const char *name, const cha
         if (!strcmp(name, "format")) x->fmt_ok = !strcmp(value, FORMAT_NAME);
         else if (!strcmp(name, "version")) { bad = parse_u64(value, &u); m->version = (int)u; }
         else if (!strcmp(name, "step")) { bad = parse_u64(value, &u); m->step = (long)u; x->have_step = 1; }
+        else if (!strcmp(name, "block_crc")) bad = parse_u64(value, &m->block_crc) || m->block_crc != NV_CKIO_BLOCK;
     } else if (!strcmp(section, "layout")) {
         if (!strcmp(name, "tensor")) { bad = parse_u64(value, &u); m->tensor = (int)u; x->have_layout |= 1; }
         else if (!strcmp(name, "data")) { bad = parse_u64(value, &u); m->data = (int)u; x->have_layout |= 2; }
@@ -856,6 +970,24 @@ static int check_listing(const char *step_dir, const nv_ckpt_manifest *m, nv_err
     return 0;
 }
 
+// Every listed file present at its listed size (a truncated or missing file), no CRC.
+static int check_sizes(const char *step_dir, const nv_ckpt_manifest *m, nv_error *err) {
+    if (check_listing(step_dir, m, err)) return -1;
+    const char *sd = base_name(step_dir);
+    char path[NV_PATH_MAX + 80];
+    for (int i = 0; i < m->n_files; i++) {
+        const nv_ckpt_file *f = &m->files[i];
+        if (path_join(path, sizeof path, step_dir, f->name, err)) return -1;
+        struct stat st;
+        if (stat(path, &st) != 0)
+            return nv_seterr(err, "checkpoint %s: %s: missing (%s)", sd, f->name, strerror(errno));
+        if ((uint64_t)st.st_size != f->size)
+            return nv_seterr(err, "checkpoint %s: %s: size %llu, manifest says %llu (truncated?)", sd, f->name,
+                             (unsigned long long)st.st_size, (unsigned long long)f->size);
+    }
+    return 0;
+}
+
 int nv_ckpt_verify_files(const char *step_dir, const nv_ckpt_manifest *m, int first, int stride,
                          nv_error *err) {
     if (check_listing(step_dir, m, err)) return -1;
@@ -882,6 +1014,110 @@ int nv_ckpt_verify_files(const char *step_dir, const nv_ckpt_manifest *m, int fi
     return 0;
 }
 
+// Block CRCs of a dataset written at disk speed (contiguous, crc32_blocks): its file offset,
+// bytes and CRCs (malloc'ed) and 1; 0 for a dataset of the earlier layout; -1 when broken.
+static int block_layout(hid_t ds, uint64_t *addr, uint64_t *bytes, uint32_t **crc) {
+    *crc = NULL;
+    if (H5Aexists(ds, "crc32_blocks") <= 0) return 0;
+    hid_t sp = H5Dget_space(ds);
+    hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
+    if (n < 0) return -1;
+    *bytes = (uint64_t)n * sizeof(float);
+    haddr_t a = n ? H5Dget_offset(ds) : 0;
+    if (a == HADDR_UNDEF) return -1;
+    *addr = (uint64_t)a;
+    uint64_t nb = nv_ckio_nblocks(*bytes);
+    hid_t at = H5Aopen(ds, "crc32_blocks", H5P_DEFAULT), asp = at >= 0 ? H5Aget_space(at) : -1;
+    hssize_t k = asp >= 0 ? H5Sget_simple_extent_npoints(asp) : -1;
+    int64_t bsz = 0;
+    *crc = nv_malloc(sizeof(uint32_t) * (nb + 1));
+    int ok = k == (hssize_t)nb && (nb == 0 || H5Aread(at, H5T_NATIVE_UINT32, *crc) >= 0) &&
+             nv_h5_read_attr_i64(ds, "crc32_block", &bsz, 1) == 0 && (uint64_t)bsz == NV_CKIO_BLOCK;
+    if (asp >= 0) H5Sclose(asp);
+    if (at >= 0) H5Aclose(at);
+    if (!ok) {
+        free(*crc);
+        *crc = NULL;
+        return -1;
+    }
+    return 1;
+}
+
+// Elements [start, start + count) of a float dataset into x: the blocks they touch read by
+// the I/O pool and checked against their CRCs, or (earlier layout) through HDF5, whose
+// Fletcher32 checks its chunks. *damaged: the bytes did not match their checksum.
+static int read_part(hid_t ds, int fd, const char *sd, const char *file, const char *name, uint64_t start,
+                     uint64_t count, float *x, int *damaged, nv_error *err) {
+    uint64_t addr = 0, bytes = 0;
+    uint32_t *crc;
+    int kind = block_layout(ds, &addr, &bytes, &crc);
+    if (kind < 0) {
+        *damaged = 1;
+        return nv_seterr(err, "checkpoint %s: %s: dataset %s: broken block CRC attributes", sd, file, name);
+    }
+    if (kind == 0) {
+        hsize_t off[1] = {start}, cnt[1] = {count};
+        hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(1, cnt, NULL);
+        int rc = 0;
+        if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) < 0 ||
+            H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, x) < 0) {
+            *damaged = 1;
+            rc = nv_seterr(err, "%s: dataset %s: read failed (Fletcher32 checksum mismatch or I/O error)\n---> HINT: "
+                                "the file is damaged; use an older checkpoint", file, name);
+        }
+        if (fs >= 0) H5Sclose(fs);
+        if (ms >= 0) H5Sclose(ms);
+        return rc;
+    }
+    nv_ckio_job job = {.fd = fd, .file_off = addr, .n = bytes, .buf = x, .lo = start * sizeof(float),
+                       .hi = (start + count) * sizeof(float), .crc = crc};
+    int rc = 0;
+    if (job.hi > bytes) rc = nv_seterr(err, "checkpoint %s: %s: dataset %s: elements past its end", sd, file, name);
+    else if (count > 0 && nv_ckio_read(&job, 1, nv_ckio_threads()) != 0) {
+        *damaged = 1;
+        if (job.sys_errno)
+            rc = nv_seterr(err, "checkpoint %s: %s: dataset %s: read failed: %s", sd, file, name, strerror(job.sys_errno));
+        else
+            rc = nv_seterr(err, "checkpoint %s: %s: dataset %s: block %lld (bytes %llu..%llu of it): checksum "
+                                "mismatch", sd, file, name,
+                           (long long)job.bad_block, (unsigned long long)job.bad_block * NV_CKIO_BLOCK,
+                           (unsigned long long)((job.bad_block + 1) * NV_CKIO_BLOCK < bytes
+                                                    ? (job.bad_block + 1) * NV_CKIO_BLOCK - 1 : bytes - 1));
+    }
+    free(crc);
+    return rc;
+}
+
+// The CRC32 of a file written at disk speed, from the stored block CRCs of its datasets
+// (named by the manifest's tensors, at the root or under /m and /v) and its other bytes:
+// with the block checks of read_part, every byte of the file is covered without reading the
+// data twice. Returns 0, or -1 (err set) when the file cannot be parsed that way.
+static int file_crc_by_blocks(hid_t f, int fd, const char *path, const nv_ckpt_manifest *m, uint32_t *crc,
+                              uint64_t *size, nv_error *err) {
+    wslice *w = nv_calloc((size_t)(3 * m->n_tensors + 1), sizeof *w);
+    int n = 0, rc = 0;
+    for (int g = 0; g < 3 && rc == 0; g++) {
+        const char *grp = g == 0 ? "" : g == 1 ? "m" : "v";
+        if (g && H5Lexists(f, grp, H5P_DEFAULT) <= 0) continue;
+        for (int k = 0; k < m->n_tensors && rc == 0; k++) {
+            char name[NV_PARAM_NAME_MAX + 8];
+            snprintf(name, sizeof name, "%s%s%s", grp, g ? "/" : "", m->tensor_names[k]);
+            if (H5Lexists(f, name, H5P_DEFAULT) <= 0) continue;
+            hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+            if (ds < 0 || block_layout(ds, &w[n].addr, &w[n].bytes, &w[n].crc) != 1)
+                rc = nv_seterr(err, "%s: dataset %s: no block CRCs", path, name);
+            else
+                w[n++].name = m->tensor_names[k];
+            if (ds >= 0) H5Dclose(ds);
+        }
+    }
+    if (rc == 0) rc = file_crc_from_blocks(fd, path, w, n, crc, size, err);
+    for (int i = 0; i < n; i++) free(w[i].crc);
+    free(w);
+    return rc;
+}
+
 int nv_ckpt_verify_datasets(const char *step_dir, const nv_ckpt_manifest *m, nv_error *err) {
     const char *sd = base_name(step_dir);
     char path[NV_PATH_MAX + 80];
@@ -894,6 +1130,8 @@ int nv_ckpt_verify_datasets(const char *step_dir, const nv_ckpt_manifest *m, nv_
         if (path_join(path, sizeof path, step_dir, fname, err)) { rc = -1; break; }
         hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f < 0) { rc = nv_seterr(err, "checkpoint %s: %s: not a readable HDF5 file", sd, fname); break; }
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) { H5Fclose(f); rc = nv_seterr(err, "checkpoint %s: %s: cannot open: %s", sd, fname, strerror(errno)); break; }
         int optim = !strncmp(fname, "optim_", 6);
         for (int g = 0; g < (optim ? 2 : 1) && !rc; g++) {
             hid_t loc = optim ? H5Gopen2(f, g ? "v" : "m", H5P_DEFAULT) : f;
@@ -908,18 +1146,22 @@ int nv_ckpt_verify_datasets(const char *step_dir, const nv_ckpt_manifest *m, nv_
                 hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
                 hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
                 if (sp >= 0) H5Sclose(sp);
+                char dn[NV_PARAM_NAME_MAX + 8];
+                snprintf(dn, sizeof dn, "%s%s", optim ? (g ? "v/" : "m/") : "", tn);
                 if (n < 0) rc = nv_seterr(err, "checkpoint %s: %s: dataset %s unreadable", sd, fname, tn);
-                else {
-                    if ((size_t)n > cap) buf = nv_realloc(buf, sizeof *buf * (cap = (size_t)n));
-                    if (n > 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
-                        rc = nv_seterr(err, "checkpoint %s: %s: dataset %s%s: read failed (Fletcher32 "
-                                            "checksum mismatch)", sd, fname, optim ? (g ? "v/" : "m/") : "", tn);
+                // every element, in windows: block CRCs (or Fletcher32 for the earlier layout)
+                const uint64_t win = (uint64_t)16 << 20;
+                if ((uint64_t)n > win ? cap < win : (size_t)n > cap) buf = nv_realloc(buf, sizeof *buf * (cap = (uint64_t)n > win ? win : (size_t)n));
+                for (uint64_t a = 0; rc == 0 && n > 0 && a < (uint64_t)n; a += win) {
+                    int damaged = 0;
+                    rc = read_part(ds, fd, sd, fname, dn, a, (uint64_t)n - a < win ? (uint64_t)n - a : win, buf, &damaged, err);
                 }
                 if (ds >= 0) H5Dclose(ds);
             }
             if (optim) H5Gclose(loc);
         }
         H5Fclose(f);
+        close(fd);
     }
     free(buf);
     nv_h5_quiet_end(q);
@@ -933,14 +1175,54 @@ typedef struct src_file {
     char name[64];
     int tp, dp;
     hid_t h;
+    int fd;
 } src_file;
 
-static hid_t src_open(const char *dir, src_file *f, nv_error *err) {
+// What a load reads from: the step dir, its manifest, and whether a failure so far was a
+// damaged file (then nv_ckpt_load tries an older checkpoint).
+typedef struct load_ctx {
+    const char *dir, *sd;
+    const nv_ckpt_manifest *m;
+    int damaged;
+} load_ctx;
+
+// Open a source file on first use. For a checkpoint written at disk speed, the file's CRC
+// is checked here from its metadata bytes and stored block CRCs (the data blocks are checked
+// as they are read); when that is impossible the whole file's CRC names the damage.
+static hid_t src_open(load_ctx *L, src_file *f, nv_error *err) {
     if (f->h >= 0) return f->h;
     char path[NV_PATH_MAX + 80];
-    if (path_join(path, sizeof path, dir, f->name, err)) return -1;
+    if (path_join(path, sizeof path, L->dir, f->name, err)) return -1;
     f->h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f->h < 0) nv_seterr(err, "%s: cannot open as HDF5", path);
+    f->fd = open(path, O_RDONLY);
+    // a load reads (nearly) every byte of the files it opens: let the kernel read ahead the
+    // whole file while the tensors are taken one by one
+    if (f->fd >= 0) posix_fadvise(f->fd, 0, 0, POSIX_FADV_WILLNEED);
+    const nv_ckpt_file *mf = find_file(L->m, f->name);
+    uint32_t crc = 0;
+    uint64_t size = 0;
+    nv_error e2;
+    int rc = 0;
+    if (f->h < 0 || f->fd < 0 || (L->m->block_crc && file_crc_by_blocks(f->h, f->fd, path, L->m, &crc, &size, &e2))) {
+        // unreadable as it should be: the whole file's CRC tells damage from anything else
+        L->damaged = 1;
+        if (mf && nv_ckpt_file_crc(path, &crc, &size, &e2) == 0 && crc != mf->crc32)
+            rc = nv_seterr(err, "checkpoint %s: %s: checksum mismatch (crc32 0x%08x, manifest 0x%08x)", L->sd, f->name,
+                           crc, mf->crc32);
+        else
+            rc = nv_seterr(err, "checkpoint %s: %s: cannot open as HDF5", L->sd, f->name);
+    } else if (L->m->block_crc && mf && crc != mf->crc32) {
+        L->damaged = 1;
+        rc = nv_seterr(err, "checkpoint %s: %s: checksum mismatch (crc32 0x%08x, manifest 0x%08x)", L->sd, f->name, crc,
+                       mf->crc32);
+    }
+    if (rc) {
+        if (f->h >= 0) H5Fclose(f->h);
+        if (f->fd >= 0) close(f->fd);
+        f->h = -1;
+        f->fd = -1;
+        return -1;
+    }
     return f->h;
 }
 
@@ -953,10 +1235,10 @@ static size_t run_at(const nv_param *p, size_t i, size_t end, int tp, int tps, i
 }
 
 // Copies the needed elements (flag 1 -> 2) of one source slice into full.
-static int take_slice(const char *dir, src_file *sf, const char *group, const nv_param *sp,
+static int take_slice(load_ctx *L, src_file *sf, const char *group, const nv_param *sp,
                       int src_tp, int src_size, uint8_t *flag, float *full[2], int nbuf,
                       float **tmp, size_t *tcap, nv_error *err) {
-    hid_t f = src_open(dir, sf, err);
+    hid_t f = src_open(L, sf, err);
     if (f < 0) return -1;
     char dname[NV_PARAM_NAME_MAX + 8];
     snprintf(dname, sizeof dname, "%s%s%s", group, group[0] ? "/" : "", sp->name);
@@ -988,7 +1270,8 @@ static int take_slice(const char *dir, src_file *sf, const char *group, const nv
         if (d2 < 0) return -1;
         int r = (sj.start != si.start || sj.count != si.count)
                     ? nv_seterr(err, "%s: %s and %s cover different elements", sf->name, dname, gname)
-                    : read_floats(d2, sf->name, gname, *tmp + b * *tcap, err);
+                    : read_part(d2, sf->fd, L->sd, sf->name, gname, 0, (uint64_t)si.count, *tmp + b * *tcap,
+                                &L->damaged, err);
         H5Dclose(d2);
         if (r) return -1;
     }
@@ -1036,10 +1319,10 @@ static int gather(const nv_param *p, const nv_param_table *T, size_t lo, size_t 
 // Same-layout read: elements [want_lo, want_hi) of the local tensor, from whatever part of
 // them this file's slice holds, straight into dst (dst[0] = element want_lo); for moments
 // (group "m") also the matching /v slice into dst_v. Adds the elements read to *got.
-static int read_range(const char *dir, src_file *sf, const char *group, const nv_param *sp,
+static int read_range(load_ctx *L, src_file *sf, const char *group, const nv_param *sp,
                       int src_tp, int src_size, size_t want_lo, size_t want_hi, float *dst,
                       float *dst_v, size_t *got, nv_error *err) {
-    hid_t f = src_open(dir, sf, err);
+    hid_t f = src_open(L, sf, err);
     if (f < 0) return -1;
     if (group[0] && H5Lexists(f, group, H5P_DEFAULT) <= 0)
         return nv_seterr(err, "%s: group /%s missing", sf->name, group);
@@ -1057,15 +1340,8 @@ static int read_range(const char *dir, src_file *sf, const char *group, const nv
         size_t e = (size_t)(si.start + si.count) < want_hi ? (size_t)(si.start + si.count) : want_hi;
         int rc = 0;
         if (a < e) {
-            hsize_t off[1] = {a - (size_t)si.start}, cnt[1] = {e - a};
-            hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(1, cnt, NULL);
-            if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL) < 0 ||
-                H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, (b ? dst_v : dst) + (a - want_lo)) < 0)
-                rc = nv_seterr(err, "%s: dataset %s: read failed (Fletcher32 checksum mismatch or I/O "
-                                    "error)\n---> HINT: the file is damaged; use an older checkpoint",
-                               sf->name, dname);
-            if (fs >= 0) H5Sclose(fs);
-            if (ms >= 0) H5Sclose(ms);
+            rc = read_part(ds, sf->fd, L->sd, sf->name, dname, a - (size_t)si.start, e - a,
+                           (b ? dst_v : dst) + (a - want_lo), &L->damaged, err);
             if (!rc && b == 0) *got += e - a;
         }
         H5Dclose(ds);
@@ -1074,10 +1350,12 @@ static int read_range(const char *dir, src_file *sf, const char *group, const nv
     return 0;
 }
 
-int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_state *s,
-                       nv_error *err) {
+// nv_ckpt_load_local; *damaged tells a damaged file (checksum, unreadable) from anything else.
+static int load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_state *s, int *damaged,
+                      nv_error *err) {
     const nv_param_table *T = s->t;
     const char *sd = base_name(step_dir);
+    load_ctx L = {step_dir, sd, m, 0};
     if (s->adam_m && (s->shard_lo > s->shard_hi || s->shard_hi > T->total))
         return nv_seterr(err, "checkpoint load: shard [%zu, %zu) outside the %zu parameters",
                          s->shard_lo, s->shard_hi, T->total);
@@ -1121,6 +1399,7 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
         snprintf(model[t].name, sizeof model[t].name, "model_tp%d.h5", t);
         model[t].tp = t;
         model[t].h = -1;
+        model[t].fd = -1;
     }
     src_file *opt = nv_calloc((size_t)m->n_files, sizeof *opt);
     int n_opt = 0;
@@ -1131,6 +1410,7 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
             snprintf(opt[n_opt].name, sizeof opt[n_opt].name, "%s", m->files[i].name);
             opt[n_opt].tp = tp;
             opt[n_opt].dp = dp;
+            opt[n_opt].fd = -1;
             opt[n_opt++].h = -1;
         }
     }
@@ -1155,7 +1435,7 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
             int st = p->split == NV_SPLIT_NONE ? T->tp_rank % m->tensor : T->tp_rank;
             size_t got = 0;
             if (s->master) {
-                rc = read_range(step_dir, &model[st], "", &src[st].p[j], st, m->tensor, 0, p->numel,
+                rc = read_range(&L, &model[st], "", &src[st].p[j], st, m->tensor, 0, p->numel,
                                 s->master + p->offset, NULL, &got, err);
                 if (!rc && got != p->numel)
                     rc = nv_seterr(err, "checkpoint %s: tensor %s: %s holds %zu of its %zu elements", sd,
@@ -1164,7 +1444,7 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
             got = 0;
             for (int o = 0; o < n_opt && want_m && !rc; o++)
                 if (opt[o].tp == st)
-                    rc = read_range(step_dir, &opt[o], "m", &src[st].p[j], st, m->tensor, lo, hi,
+                    rc = read_range(&L, &opt[o], "m", &src[st].p[j], st, m->tensor, lo, hi,
                                     s->adam_m + p->offset + lo - s->shard_lo,
                                     s->adam_v + p->offset + lo - s->shard_lo, &got, err);
             if (want_m && !rc && got != hi - lo)
@@ -1183,14 +1463,14 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
         if (s->master) {
             mark(p, T, 0, p->numel, flag, N);
             for (int t = 0; t < m->tensor && !rc; t++)
-                rc = take_slice(step_dir, &model[t], "", &src[t].p[j], t, m->tensor, flag, full, 1,
+                rc = take_slice(&L, &model[t], "", &src[t].p[j], t, m->tensor, flag, full, 1,
                                 &tmp, &tcap, err);
             if (!rc) rc = gather(p, T, 0, p->numel, flag, full, s->master + p->offset, NULL, sd, "model", err);
         }
         if (want_m && !rc) {
             mark(p, T, lo, hi, flag, N);
             for (int o = 0; o < n_opt && !rc; o++)
-                rc = take_slice(step_dir, &opt[o], "m", &src[opt[o].tp].p[j], opt[o].tp, m->tensor,
+                rc = take_slice(&L, &opt[o], "m", &src[opt[o].tp].p[j], opt[o].tp, m->tensor,
                                 flag, full, 2, &tmp, &tcap, err);
             if (!rc)
                 rc = gather(p, T, lo, hi, flag, full, s->adam_m + p->offset + lo - s->shard_lo,
@@ -1202,20 +1482,27 @@ int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_
     free(full[1]);
     free(tmp);
     for (int t = 0; t < m->tensor; t++)
-        if (model[t].h >= 0) H5Fclose(model[t].h);
+        if (model[t].h >= 0) H5Fclose(model[t].h), close(model[t].fd);
     for (int o = 0; o < n_opt; o++)
-        if (opt[o].h >= 0) H5Fclose(opt[o].h);
+        if (opt[o].h >= 0) H5Fclose(opt[o].h), close(opt[o].fd);
     nv_h5_quiet_end(q);
     free(model);
     free(opt);
     for (int t = 0; t < m->tensor; t++) free(src[t].p);
     free(src);
+    *damaged = L.damaged;
     if (rc) return -1;
     s->step = m->step;
     s->cursor = m->cursor;
     memcpy(s->extra, m->extra, sizeof s->extra);
     snprintf(s->loaded, sizeof s->loaded, "%s", step_dir);
     return 0;
+}
+
+int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_state *s,
+                       nv_error *err) {
+    int damaged = 0;
+    return load_local(step_dir, m, s, &damaged, err);
 }
 
 int nv_ckpt_load(const char *root_or_dir, const nv_dist *d, nv_config *cfg_out,
@@ -1235,19 +1522,28 @@ int nv_ckpt_load(const char *root_or_dir, const nv_dist *d, nv_config *cfg_out,
     for (int c = 0; c < n; c++) {
         nv_ckpt_manifest m;
         int mrc = nv_ckpt_manifest_read(dirs[c], &m, &e), rc = mrc;
-        // ranks share the CRC work: file i is read by rank i % world
-        if (!rc) rc = nv_ckpt_verify_files(dirs[c], &m, d->rank, d->world, &e);
-        if (agree(d, rc, &e)) {
-            if (!mrc) nv_ckpt_manifest_free(&m);
+        // written at disk speed: listing and sizes now, every byte's checksum as it is read;
+        // the earlier layout: whole-file CRCs first, file i on rank i % world
+        if (!rc) rc = m.block_crc ? check_sizes(dirs[c], &m, &e) : nv_ckpt_verify_files(dirs[c], &m, d->rank, d->world, &e);
+        int damaged = 1, loaded = 0; // a failed verification: try the next one
+        if (!agree(d, rc, &e)) {
+            damaged = 0;
+            rc = load_local(dirs[c], &m, s, &damaged, &e);
+            if (!rc && cfg_out) *cfg_out = m.cfg;
+            NV_MPI_CHECK(d, MPI_Allreduce(MPI_IN_PLACE, &damaged, 1, MPI_INT, MPI_MAX, d->comm_world));
+            loaded = !agree(d, rc, &e);
+            if (!loaded && !damaged) { // not damage (e.g. another model): no older one helps
+                nv_ckpt_manifest_free(&m);
+                goto fail;
+            }
+        }
+        if (!mrc) nv_ckpt_manifest_free(&m);
+        if (!loaded) { // damaged: try the next older one
             if (!s->warning.msg[0]) s->warning = e;
             if (c + 1 < n && d->rank == 0)
                 fprintf(stderr, "nvwa: warning: %s; trying %s\n", e.msg, base_name(dirs[c + 1]));
             continue;
         }
-        rc = nv_ckpt_load_local(dirs[c], &m, s, &e);
-        if (!rc && cfg_out) *cfg_out = m.cfg;
-        nv_ckpt_manifest_free(&m);
-        if (agree(d, rc, &e)) goto fail;
         if (s->warning.msg[0] && d->rank == 0)
             fprintf(stderr, "nvwa: warning: loaded %s instead\n", base_name(dirs[c]));
         free(dirs);

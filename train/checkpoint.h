@@ -50,6 +50,8 @@ typedef struct nv_ckpt_file {
 typedef struct nv_ckpt_manifest {
     int version;
     long step;
+    uint64_t block_crc;         // datasets contiguous with block CRCs of this size; 0: the
+                                // earlier layout (chunked, Fletcher32)
     int tensor, data, zero1;
     nv_loader_cursor cursor;
     uint64_t extra[NV_CKPT_EXTRA];

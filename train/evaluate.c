@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "data/batch.h"
+#include "data/dataset.h"
 #include "data/rng.h"
 #include "data/vocab.h"
 
@@ -18,15 +19,9 @@ typedef struct eval_acc {
 
 // Nucleotide frequencies (add-one smoothed over the 11 nucleotide ids, so a rare letter in
 // the evaluated corpus never costs an infinite loss) and structure-class counts of ref.
-static void reference_stats(const nv_corpus *ref, double p[16], int *top, int *maj) {
-    uint64_t cnt[16] = {0}, cls[3] = {0};
-    for (uint64_t i = 0; i < ref->n_tokens; i++) {
-        cnt[ref->tokens[i] & 15]++;
-        if (ref->structure) {
-            int c = nv_sclass(ref->structure[i]);
-            if (c >= 0) cls[c]++;
-        }
-    }
+static int reference_stats(nv_dataset *ref, double p[16], int *top, int *maj, nv_error *err) {
+    uint64_t cnt[16], cls[3];
+    if (nv_dataset_counts(ref, cnt, cls, err) != 0) return -1;
     double tot = 0;
     for (int v = NV_FIRST_NT; v < NV_VOCAB; v++) tot += (double)cnt[v] + 1.0;
     *top = NV_FIRST_NT;
@@ -37,6 +32,7 @@ static void reference_stats(const nv_corpus *ref, double p[16], int *top, int *m
     *maj = 0;
     for (int c = 1; c < 3; c++)
         if (cls[c] > cls[*maj]) *maj = c;
+    return 0;
 }
 
 static inline void put_special(nv_batch *b, size_t k, int tok, int seg, int pos) {
@@ -94,12 +90,12 @@ static void run_batch(nv_model *m, nv_batch *b, const double uni_p[16], int uni_
     if (j != l.struct_count) nv_die("evaluate: %ld structure rows, the model scored %ld", j, l.struct_count);
 }
 
-int nv_evaluate(nv_model *m, const nv_corpus *c, const nv_corpus *ref, const nv_config *cfg,
+int nv_evaluate(nv_model *m, nv_dataset *c, nv_dataset *ref, const nv_config *cfg,
                 uint64_t max_seqs, nv_eval_result *out, nv_error *err) {
     const double t0 = nv_now();
     memset(out, 0, sizeof *out);
     if (!ref) ref = c;
-    uint64_t ns = c->n_seqs;
+    uint64_t ns = nv_dataset_n_seqs(c);
     if (max_seqs > 0 && max_seqs < ns) ns = max_seqs;
     if (ns == 0) return nv_seterr(err, "evaluation corpus is empty");
     const int L = cfg->data.seq_length, W = L - 2, rows = cfg->data.micro_batch;
@@ -108,17 +104,18 @@ int nv_evaluate(nv_model *m, const nv_corpus *c, const nv_corpus *ref, const nv_
     nv_mask_params mp;
     nv_mask_params_from_config(&mp, cfg);
     mp.seed = nv_mix64(cfg->data.seed, nv_hash_str("eval"));
-    reference_stats(ref, out->uni_p, &out->uni_top, &out->maj_class);
+    if (reference_stats(ref, out->uni_p, &out->uni_top, &out->maj_class, err) != 0) return -1;
 
     nv_batch b;
     nv_batch_alloc(&b, rows, L);
     clear_batch(&b);
     double *st_logits = nv_malloc((size_t)rows * L * 3 * sizeof(double));
+    uint8_t *tok = nv_malloc((size_t)W), *ss = nv_malloc((size_t)W);
     eval_acc a;
     memset(&a, 0, sizeof a);
-    int r = 0, f = 0, seg = 0; // current row, its fill, its last segment number
-    for (uint64_t i = 0; i < ns; i++) {
-        const uint64_t len = nv_corpus_len(c, i), off0 = c->offsets[i];
+    int r = 0, f = 0, seg = 0, rc = 0; // current row, its fill, its last segment number
+    for (uint64_t i = 0; i < ns && rc == 0; i++) {
+        const uint64_t len = nv_dataset_len(c, i);
         out->n_tokens += len;
         for (uint64_t start = 0, chunk = 0; start < len; start += (uint64_t)W, chunk++) {
             const int cl = (int)(len - start < (uint64_t)W ? len - start : (uint64_t)W);
@@ -132,11 +129,10 @@ int nv_evaluate(nv_model *m, const nv_corpus *c, const nv_corpus *ref, const nv_
                 }
             }
             const size_t base = (size_t)r * L, k0 = base + (size_t)f;
-            const uint64_t off = off0 + start;
+            if ((rc = nv_dataset_read(c, i, start, (uint64_t)cl, tok, ss, err)) != 0) break;
             seg++;
             put_special(&b, k0, NV_TOK_CLS, seg, 0);
-            nv_mask_sequence(&mp, chunk, i, c->tokens + off, c->structure ? c->structure + off : NULL,
-                             cl, b.input + k0 + 1, b.target + k0 + 1, b.struct_in + k0 + 1,
+            nv_mask_sequence(&mp, chunk, i, tok, ss, cl, b.input + k0 + 1, b.target + k0 + 1, b.struct_in + k0 + 1,
                              b.struct_target + k0 + 1, b.mlm_mask + k0 + 1, b.struct_mask + k0 + 1);
             for (int t = 1; t <= cl; t++) {
                 b.segment[k0 + t] = seg;
@@ -148,9 +144,12 @@ int nv_evaluate(nv_model *m, const nv_corpus *c, const nv_corpus *ref, const nv_
             out->n_chunks++;
         }
     }
-    run_batch(m, &b, out->uni_p, out->uni_top, out->maj_class, st_logits, &a);
+    if (rc == 0) run_batch(m, &b, out->uni_p, out->uni_top, out->maj_class, st_logits, &a);
     nv_batch_free(&b);
     free(st_logits);
+    free(tok);
+    free(ss);
+    if (rc != 0) return -1;
     out->n_seqs = ns;
     if (a.mlm_count == 0)
         return nv_seterr(err, "evaluation: no masked positions in %llu sequences", (unsigned long long)ns);
@@ -330,7 +329,6 @@ int nv_model_load_ckpt(nv_model *m, const char *path, const nv_dist *d, char *lo
 
 void nv_eval_hook_init(nv_eval_hook *h, const nv_config *cfg, const nv_dist *d) {
     memset(h, 0, sizeof *h);
-    nv_corpus_init(&h->valid);
     if (!cfg->data.valid[0] || cfg->log.eval_every <= 0) return;
     if (d->tp_size > 1) {
         if (d->rank == 0)
@@ -340,24 +338,23 @@ void nv_eval_hook_init(nv_eval_hook *h, const nv_config *cfg, const nv_dist *d) 
     }
     if (d->rank != 0) return;
     nv_error err;
-    nv_corpus_free(&h->valid); // nv_corpus_open initializes it again
-    if (nv_corpus_open(cfg->data.valid, &h->valid, 0, &err) != 0)
-        nv_dist_abort(d, "[data] valid: %s", err.msg);
-    if (h->valid.n_seqs == 0) nv_dist_abort(d, "[data] valid %s: no sequences", cfg->data.valid);
-    printf("valid: %s: %llu sequences, %llu tokens; evaluated every %ld steps\n", cfg->data.valid,
-           (unsigned long long)h->valid.n_seqs, (unsigned long long)h->valid.n_tokens,
+    const char *spec = cfg->data.valid;
+    if (nv_dataset_open(&spec, 1, &h->valid, &err) != 0) nv_dist_abort(d, "[data] valid: %s", err.msg);
+    if (nv_dataset_n_seqs(h->valid) == 0) nv_dist_abort(d, "[data] valid %s: no sequences", cfg->data.valid);
+    printf("valid: %s: %llu sequences, %llu tokens (streamed); evaluated every %ld steps\n", cfg->data.valid,
+           (unsigned long long)nv_dataset_n_seqs(h->valid), (unsigned long long)nv_dataset_n_tokens(h->valid),
            cfg->log.eval_every);
     h->active = 1;
 }
 
-double nv_eval_hook_step(nv_eval_hook *h, nv_model *m, const nv_corpus *train,
+double nv_eval_hook_step(nv_eval_hook *h, nv_model *m, nv_dataset *train,
                          const nv_config *cfg, const nv_dist *d, nv_logger *lg, long done) {
     if (!h->active) return 0.0;
     if (done % cfg->log.eval_every != 0 && done != cfg->train.steps) return 0.0;
     const double t0 = nv_now();
     nv_eval_result r;
     nv_error err;
-    if (nv_evaluate(m, &h->valid, train, cfg, 0, &r, &err) != 0) {
+    if (nv_evaluate(m, h->valid, train, cfg, 0, &r, &err) != 0) {
         fprintf(stderr, "nvwa: warning: evaluation at step %ld: %s\n", done, err.msg);
         return nv_now() - t0;
     }
@@ -376,6 +373,7 @@ double nv_eval_hook_step(nv_eval_hook *h, nv_model *m, const nv_corpus *train,
 }
 
 void nv_eval_hook_free(nv_eval_hook *h) {
-    nv_corpus_free(&h->valid);
+    nv_dataset_free(h->valid);
+    h->valid = NULL;
     h->active = 0;
 }

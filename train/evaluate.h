@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "data/corpus.h"
+#include "data/dataset.h"
 #include "model/model.h"
 #include "train/config.h"
 
@@ -47,12 +47,13 @@ typedef struct nv_eval_result {
     double seconds;
 } nv_eval_result;
 
-// Evaluate m (created with max_tokens >= micro-batch * seq-length of cfg) on corpus c.
-// ref: the corpus whose nucleotide and structure-class frequencies define the baselines
-// (the training corpus in the trainer); NULL = c itself. max_seqs > 0 evaluates only the
-// first max_seqs sequences. Forward only: gradients are not touched.
-// Returns 0, or -1 with err set (an empty corpus, a sequence with nothing to score).
-int nv_evaluate(nv_model *m, const nv_corpus *c, const nv_corpus *ref, const nv_config *cfg,
+// Evaluate m (created with max_tokens >= micro-batch * seq-length of cfg) on corpus c (in
+// memory or streamed, data/dataset.h). ref: the corpus whose nucleotide and structure-class
+// frequencies define the baselines (the training corpus in the trainer); NULL = c itself.
+// max_seqs > 0 evaluates only the first max_seqs sequences. Forward only: gradients are not
+// touched. Returns 0, or -1 with err set (an empty corpus, a sequence with nothing to score,
+// a shard that cannot be read).
+int nv_evaluate(nv_model *m, nv_dataset *c, nv_dataset *ref, const nv_config *cfg,
                 uint64_t max_seqs, nv_eval_result *out, nv_error *err);
 
 // The result as JSON fields without braces ("\"mlm_loss\": 1.2, ..."), for the JSONL log's
@@ -81,7 +82,7 @@ int nv_model_load_ckpt(nv_model *m, const char *path, const nv_dist *d, char *lo
 
 typedef struct nv_eval_hook {
     int active;        // [data] valid set, [log] eval-every > 0, and this rank evaluates
-    nv_corpus valid;   // loaded once at start
+    nv_dataset *valid; // opened (streamed) once at start
 } nv_eval_hook;
 
 // Load [data] valid once (on the ranks that evaluate) when it is set and eval-every > 0.
@@ -93,6 +94,6 @@ void nv_eval_hook_init(nv_eval_hook *h, const nv_config *cfg, const nv_dist *d);
 // evaluate on the valid corpus (baselines from `train`), print a line and append
 // {"event": "eval", "step": done, ...} to the JSONL log (rank 0). Returns the seconds it
 // took (0 when it did nothing), for the trainer to leave out of its tokens/s window.
-double nv_eval_hook_step(nv_eval_hook *h, nv_model *m, const nv_corpus *train,
+double nv_eval_hook_step(nv_eval_hook *h, nv_model *m, nv_dataset *train,
                        const nv_config *cfg, const nv_dist *d, nv_logger *lg, long done);
 void nv_eval_hook_free(nv_eval_hook *h);

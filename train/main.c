@@ -116,13 +116,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (dump > 0) {
-        nv_corpus corpus;
-        if (nv_load_train_corpus(&cfg, &corpus, &err) != 0 ||
-            nv_dump_batches(&cfg, &corpus, dump, output, &err) != 0) {
+        nv_corpus mem;
+        nv_dataset *corpus = NULL;
+        int bad = nv_open_train_data(&cfg, &mem, &corpus, &err) != 0 ||
+                  nv_dump_batches(&cfg, corpus, dump, output, &err) != 0;
+        nv_dataset_free(corpus);
+        nv_corpus_free(&mem);
+        if (bad) {
             fprintf(stderr, "nvwa-train: error: %s\n", err.msg);
             return 1;
         }
-        nv_corpus_free(&corpus);
         printf("wrote %ld global batches to %s\n", dump, output);
         return 0;
     }

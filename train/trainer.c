@@ -68,13 +68,34 @@ int nv_tool_device(nv_config *cfg, const char *device) {
     return 0;
 }
 
-int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err) {
-    if (cfg->data.train[0]) return nv_corpus_open(cfg->data.train, out, 0, err); // it inits out
-    nv_corpus_init(out);
+int nv_open_train_data(const nv_config *cfg, nv_corpus *mem, nv_dataset **out, nv_error *err) {
+    nv_corpus_init(mem);
+    *out = NULL;
+    if (cfg->data.train[0]) {
+        const char *spec = cfg->data.train;
+        return nv_dataset_open(&spec, 1, out, err);
+    }
     nv_synth_params sp;
     nv_synth_defaults(&sp, NV_SYNTH_DEFAULT_SEQS, cfg->data.seed);
-    nv_synth_corpus(out, &sp);
+    nv_synth_corpus(mem, &sp);
+    *out = nv_dataset_wrap(mem);
     return 0;
+}
+
+// The data line, and a hint for shards whose chunks make random reads slow.
+static void report_data(const nv_config *cfg, nv_dataset *ds) {
+    printf("data: %s: %llu sequences, %llu tokens (%llu with structure)", cfg->data.train[0] ? cfg->data.train
+           : "synthetic (in-process)", (unsigned long long)nv_dataset_n_seqs(ds),
+           (unsigned long long)nv_dataset_n_tokens(ds), (unsigned long long)nv_dataset_n_with_structure(ds));
+    if (nv_dataset_streamed(ds))
+        printf("; streamed from %d shard(s), index %.1f MiB per rank", nv_dataset_n_shards(ds),
+               (double)nv_dataset_index_bytes(ds) / 1048576.0);
+    printf("\n");
+    const uint64_t chunk = nv_dataset_max_chunk(ds);
+    if (chunk > ((uint64_t)NV_SHARD_CHUNK_KB << 12)) // 4x the default: old shards
+        fprintf(stderr, "nvwa: warning: [data] train has shards with %llu KiB chunks: every random read inflates "
+                        "a whole chunk\n---> HINT: rewrite them with this nvwa-prep (--chunk-kb %d) for faster "
+                        "streaming\n", (unsigned long long)(chunk >> 10), NV_SHARD_CHUNK_KB);
 }
 
 
@@ -232,6 +253,29 @@ static void save_checkpoint(const nv_config *cfg, const nv_dist *d, train_state 
         printf("checkpoint: step %ld saved under %s in %.2f s\n", step, cfg->checkpoint.dir, nv_now() - t0);
 }
 
+// A shard that cannot be read in the middle of a run (Fletcher32 mismatch, I/O error) is
+// never skipped: every rank agrees at once (before the step's compute), the state of the
+// last completed step is saved with the cursor of that step (unless this run saved it at
+// that step already), the lowest failing rank prints what failed (shard, dataset, sequence)
+// and every rank exits 1. Returns when no rank failed.
+static void stop_on_data_error(const nv_config *cfg, const nv_dist *d, train_state *ts, long step,
+                               long start_step, const char *why) {
+    int bad = why != NULL;
+    nv_allreduce_max_int(d, d->comm_world, &bad, 1);
+    if (!bad) return;
+    nv_loader_step_back(ts->loader);
+    const int have = step > start_step && cfg->checkpoint.every > 0 && step % cfg->checkpoint.every == 0;
+    if (cfg->checkpoint.dir[0] && step > 0 && !have) save_checkpoint(cfg, d, ts, step);
+    const char *w = why ? why : "", *nl = strchr(w, '\n');
+    char msg[2600], where[NV_PATH_MAX + 64];
+    if (!cfg->checkpoint.dir[0]) snprintf(where, sizeof where, " (no [checkpoint] dir: nothing saved)");
+    else if (step == 0) snprintf(where, sizeof where, " (no step completed: nothing to save)");
+    else snprintf(where, sizeof where, ", the state of step %ld is under %s", step, cfg->checkpoint.dir);
+    snprintf(msg, sizeof msg, "%.*s; training stopped before step %ld%s%s", nl ? (int)(nl - w) : 1100, w, step + 1,
+             where, nl ? nl : "");
+    agree_or_exit(d, why != NULL, msg, 0);
+}
+
 // Resume per [checkpoint] resume: "none"; "auto" = the newest complete checkpoint under
 // [checkpoint] dir if there is one; else a checkpoint root or step directory. Returns the
 // step to continue from (0 when starting fresh).
@@ -361,7 +405,8 @@ typedef struct trainer {
     const nv_dist *d;
     const nv_backend *be;
     nv_nccl *nccl;
-    nv_corpus corpus;
+    nv_corpus mem;       // the synthetic corpus when [data] train is empty
+    nv_dataset *corpus;  // what the loader and evaluation read: streamed shards or mem
     nv_loader *loader;
     int accum, rows, L;
     tp_cpu tpx;
@@ -382,6 +427,7 @@ typedef struct trainer {
     test_fault fault;
     train_state ts;
     int debug_hash;
+    long start_step;
     double t_start, t_window, tok_window, flop_window;
 } trainer;
 
@@ -398,14 +444,10 @@ static void trainer_open_data(trainer *tr) {
     const nv_config *cfg = tr->cfg;
     const nv_dist *d = tr->d;
     nv_error err;
-    // every rank reads the shards; one line for the job when any of them cannot, before any work
-    agree_or_exit(d, nv_load_train_corpus(cfg, &tr->corpus, &err) != 0, err.msg, 0);
-    if (d->rank == 0)
-        printf("data: %s: %llu sequences, %llu tokens (%llu with structure)\n",
-               cfg->data.train[0] ? cfg->data.train : "synthetic (in-process)",
-               (unsigned long long)tr->corpus.n_seqs, (unsigned long long)tr->corpus.n_tokens,
-               (unsigned long long)tr->corpus.n_with_structure);
-    tr->loader = nv_loader_create(&tr->corpus, cfg, d->dp_rank, d->dp_size, &err);
+    // every rank opens the shards (index only); one line for the job when any of them cannot
+    agree_or_exit(d, nv_open_train_data(cfg, &tr->mem, &tr->corpus, &err) != 0, err.msg, 0);
+    if (d->rank == 0) report_data(cfg, tr->corpus);
+    tr->loader = nv_loader_create_ds(tr->corpus, cfg, d->dp_rank, d->dp_size, NV_LOADER_PREFETCH, &err);
     if (!tr->loader) nv_dist_abort(d, "%s", err.msg);
     tr->accum = nv_loader_accum(tr->loader);
     tr->rows = cfg->data.micro_batch;
@@ -490,7 +532,7 @@ static long trainer_open(trainer *tr, const nv_config *cfg, const nv_dist *d) {
     test_fault_parse(&tr->fault, tr->pt, d);
     tr->ts = (train_state){tr->model, &tr->opt, tr->loader, &tr->consecutive_skips, tr->lo, tr->hi,
                            tr->zero1, 0, NULL, NULL, NULL, 0, tr->nccl};
-    const long start_step = maybe_resume(cfg, d, &tr->ts);
+    const long start_step = tr->start_step = maybe_resume(cfg, d, &tr->ts);
     // a resumed run (a requeued job) continues the JSONL log; a fresh one starts it
     if (d->rank == 0 && nv_logger_open(&tr->lg, cfg->log.file, start_step > 0) != 0)
         nv_dist_abort(d, "cannot open the log");
@@ -517,7 +559,8 @@ static void trainer_close(trainer *tr) {
     free(tr->tpx.buf);
     nv_loader_free(tr->loader);
     nv_eval_hook_free(&tr->eval_hook);
-    nv_corpus_free(&tr->corpus);
+    nv_dataset_free(tr->corpus);
+    nv_corpus_free(&tr->mem);
     nv_nccl_free(tr->nccl);
 }
 
@@ -559,12 +602,16 @@ static void debug_hash_batches(const trainer *tr, long step) {
 static void draw_batches(trainer *tr, long step, step_out *o) {
     long cnt[3] = {0, 0, 0}, n_lens = 0; // mlm positions, structure positions, real tokens
     for (int a = 0; a < tr->accum; a++) {
-        nv_batch_copy(&tr->mb[a], nv_loader_next(tr->loader));
+        const nv_batch *got = nv_loader_next(tr->loader);
+        if (!got) break; // a shard could not be read: the ranks agree just below
+        nv_batch_copy(&tr->mb[a], got);
         cnt[0] += tr->mb[a].n_mlm;
         cnt[1] += tr->mb[a].n_struct;
         cnt[2] += tr->mb[a].n_real;
         n_lens += nv_batch_segments(&tr->mb[a], NULL, tr->lens + n_lens, NULL);
     }
+    if (nv_dataset_streamed(tr->corpus))
+        stop_on_data_error(tr->cfg, tr->d, &tr->ts, step, tr->start_step, nv_loader_error(tr->loader));
     if (tr->debug_hash) debug_hash_batches(tr, step);
     o->local_flops = nv_flops_per_step(&tr->cfg->model, tr->lens, n_lens);
     nv_allreduce_sum_long(tr->d, tr->d->comm_dp, cnt, 3);
@@ -713,7 +760,7 @@ static void log_step(trainer *tr, long step, long start_step, const step_out *o)
 static int step_boundary(trainer *tr, long step) {
     const nv_config *cfg = tr->cfg;
     const nv_dist *d = tr->d;
-    tr->t_window += nv_eval_hook_step(&tr->eval_hook, tr->model, &tr->corpus, cfg, d, &tr->lg, step + 1);
+    tr->t_window += nv_eval_hook_step(&tr->eval_hook, tr->model, tr->corpus, cfg, d, &tr->lg, step + 1);
     const long done = step + 1;
     int stop = stop_signal != 0 ||
                (cfg->train.exit_after_minutes > 0 && nv_now() - tr->t_start >= 60.0 * cfg->train.exit_after_minutes);

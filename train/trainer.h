@@ -1,6 +1,7 @@
 // trainer.h - the training loop of nvwa-train (single process for now).
 #pragma once
 #include "data/corpus.h"
+#include "data/dataset.h"
 #include "model/backend.h"
 #include "train/config.h"
 #include "train/dist.h"
@@ -13,9 +14,10 @@ const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err);
 // and precision; -1 for an unknown name.
 int nv_tool_device(nv_config *cfg, const char *device);
 
-// The training corpus: shards from [data] train, or, when it is empty, an in-process
-// synthetic corpus (nvwa-prep --synthetic's generator) of n_synthetic sequences.
-int nv_load_train_corpus(const nv_config *cfg, nv_corpus *out, nv_error *err);
+// The training corpus: the shards of [data] train, streamed (data/dataset.h), or, when it
+// is empty, an in-process synthetic corpus (nvwa-prep --synthetic's generator) built in
+// *mem. *out reads from either; free it, then mem.
+int nv_open_train_data(const nv_config *cfg, nv_corpus *mem, nv_dataset **out, nv_error *err);
 
 // SIGTERM and SIGUSR1 (SLURM's warning before the time limit) set a flag that nv_train
 // reads at every step boundary: save a checkpoint and exit 0. Call it first thing in main,

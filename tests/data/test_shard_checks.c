@@ -1,7 +1,9 @@
 // test_shard_checks - a written shard reads back exactly; every check of the reader refuses
 // a damaged copy with its reason (flipped bytes under Fletcher32, truncation, attributes,
-// offsets, token and structure ranges, unbalanced brackets); nv_corpus_open concatenates
-// a directory or glob in name order and refuses an empty match.
+// offsets, token and structure ranges, unbalanced brackets, reference counts), and so does
+// the verifier (nv_shard_verify: its own Fletcher32 and inflate on raw chunks, or HDF5 for
+// other pipelines), at any chunk size; nv_corpus_open concatenates a directory or glob in
+// name order and refuses an empty match.
 #include "data/corpus.h"
 #include "data/seqio.h"
 #include "data/synth.h"
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 static char dir[256], pristine[300], work[300];
+static hid_t open_rw(void);
 
 static void copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
@@ -25,8 +28,14 @@ static void copy_file(const char *from, const char *to) {
     REQUIRE(fclose(b) == 0, "fclose");
 }
 
-// Reading `work` must fail, and the message must name the file and contain `why`.
-static void expect_refused(const char *what, const char *why) {
+// Reading `work` must fail, and the message must name the file and contain `why`; so must
+// verifying it (vwhy, when the verifier's wording differs).
+static void expect_refused2(const char *what, const char *why, const char *vwhy) {
+    nv_error verr = {{0}};
+    int vrc = nv_shard_verify(work, NULL, &verr);
+    CHECK(vrc != 0, "%s: the verifier accepted the damaged shard", what);
+    CHECK(vrc == 0 || (strstr(verr.msg, work) && strstr(verr.msg, vwhy)), "%s: verifier: expected '%s' in: %s", what,
+          vwhy, verr.msg);
     nv_corpus c;
     nv_error err = {{0}};
     int rc = nv_shard_read(work, &c, 1, &err);
@@ -38,8 +47,33 @@ static void expect_refused(const char *what, const char *why) {
     CHECK(strstr(err.msg, work) != NULL, "%s: message does not name the file: %s", what, err.msg);
     CHECK(strstr(err.msg, why) != NULL, "%s: expected '%s' in: %s", what, why, err.msg);
     CHECK(c.n_seqs == 0 && c.n_tokens == 0, "%s: failed read left data behind", what);
-    printf("  %-28s -> %s\n", what, err.msg);
+    printf("  %-28s -> %s\n  %-28s    verify: %s\n", what, err.msg, "", verr.msg);
     nv_corpus_free(&c);
+}
+static void expect_refused(const char *what, const char *why) { expect_refused2(what, why, why); }
+
+static void set_attr_u64v(const char *name, const uint64_t *v) {
+    hid_t f = open_rw(), a = H5Aopen(f, name, H5P_DEFAULT);
+    REQUIRE(a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, v) >= 0, "write attribute %s", name);
+    H5Aclose(a);
+    H5Fclose(f);
+}
+
+// Rewrite /tokens of work with another filter pipeline (Fletcher32 only, small chunks): the
+// verifier reads it through HDF5 instead of its raw path.
+static void other_pipeline(const nv_corpus *c) {
+    hid_t f = open_rw();
+    REQUIRE(H5Ldelete(f, "tokens", H5P_DEFAULT) >= 0, "delete /tokens");
+    hsize_t n = c->n_tokens, ch = 1000;
+    hid_t sp = H5Screate_simple(1, &n, NULL), p = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(p, 1, &ch);
+    H5Pset_fletcher32(p);
+    hid_t d = H5Dcreate2(f, "tokens", H5T_STD_U8LE, sp, H5P_DEFAULT, p, H5P_DEFAULT);
+    REQUIRE(d >= 0 && H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, c->tokens) >= 0, "rewrite /tokens");
+    H5Dclose(d);
+    H5Pclose(p);
+    H5Sclose(sp);
+    H5Fclose(f);
 }
 
 static hid_t open_rw(void) {
@@ -131,9 +165,29 @@ int main(void) {
     REQUIRE(si < c.n_seqs, "no structured sequence");
     uint64_t tpos = (uint64_t)tu_int(0, (int)c.n_tokens - 1);
 
+    // the verifier accepts good shards of any chunk size, and other pipelines (through HDF5)
+    const int kbs[] = {1, 3, 16, 1024};
+    for (int k = 0; k < 4; k++) {
+        nv_shard_opts o = {kbs[k]};
+        REQUIRE(nv_shard_write_ex(work, &c, &o, &err) == 0, "write: %s", err.msg);
+        nv_shard_info info;
+        CHECK(nv_shard_verify(work, &info, &err) == 0, "verify %d KiB chunks: %s", kbs[k], err.msg);
+        CHECK(info.chunk_tokens == (uint64_t)kbs[k] * 1024 || (info.chunk_tokens == c.n_tokens && c.n_tokens < (uint64_t)kbs[k] * 1024),
+              "chunk %llu, want %d KiB", (unsigned long long)info.chunk_tokens, kbs[k]);
+        CHECK(info.has_counts && info.n_seqs == c.n_seqs, "header");
+    }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); // the damaging helpers probe HDF5 quietly too
-    fresh(); flip_chunk_bytes("tokens");    expect_refused("flipped /tokens bytes", "checksum");
-    fresh(); flip_chunk_bytes("structure"); expect_refused("flipped /structure bytes", "checksum");
+    fresh(); other_pipeline(&c);
+    CHECK(nv_shard_verify(work, NULL, &err) == 0, "verify, /tokens with Fletcher32 only: %s", err.msg);
+    {
+        uint8_t bad = 2;
+        poke("tokens", H5T_NATIVE_UINT8, (uint64_t)tu_int(0, (int)c.n_tokens - 1), &bad);
+        expect_refused("other pipeline, bad token", "not a nucleotide id");
+        fresh(); other_pipeline(&c); flip_chunk_bytes("tokens");
+        expect_refused("other pipeline, flipped bytes", "checksum");
+    }
+    fresh(); flip_chunk_bytes("tokens");    expect_refused2("flipped /tokens bytes", "checksum", "chunk 0");
+    fresh(); flip_chunk_bytes("structure"); expect_refused2("flipped /structure bytes", "checksum", "chunk 0");
     fresh(); flip_chunk_bytes("offsets");   expect_refused("flipped /offsets bytes", "checksum");
     fresh(); flip_chunk_bytes("ids");       expect_refused("flipped /ids bytes", "checksum");
     fresh(); REQUIRE(truncate(work, 2000) == 0, "truncate"); expect_refused("truncated to 2000 bytes", "HDF5");
@@ -160,6 +214,17 @@ int main(void) {
     fresh(); set_attr_u64("n_tokens", c.n_tokens + 1); expect_refused("n_tokens + 1", "elements but the attributes say");
     fresh(); set_attr_u64("n_seqs", c.n_seqs - 1);     expect_refused("n_seqs - 1", "elements but the attributes say");
     fresh(); set_attr_u64("n_with_structure", c.n_with_structure - 1); expect_refused("n_with_structure - 1", "n_with_structure");
+    {
+        uint64_t nt[16], cls[3];
+        nv_corpus_counts(&c, nt, cls);
+        nt[NV_TOK_G]++;
+        fresh(); set_attr_u64v("nt_counts", nt); expect_refused("nt_counts off by one", "nt_counts[7]");
+        nt[NV_TOK_G]--;
+        cls[1] += 2;
+        fresh(); set_attr_u64v("class_counts", cls); expect_refused("class_counts off by two", "class_counts[1]");
+        fresh(); { hid_t f = open_rw(); H5Adelete(f, "class_counts"); H5Fclose(f); }
+        expect_refused("nt_counts without class_counts", "without class_counts");
+    }
     fresh(); { hid_t f = open_rw(); H5Ldelete(f, "structure", H5P_DEFAULT); H5Fclose(f); } expect_refused("no /structure", "/structure is missing");
     {
         uint64_t i = (uint64_t)tu_int(1, (int)c.n_seqs - 2), v = c.offsets[i + 1] + 1;

@@ -40,7 +40,8 @@ int main(void) {
     char path[256];
     snprintf(path, sizeof path, "%s/batches.h5", dir);
     nv_error err;
-    REQUIRE(nv_dump_batches(&cfg, &c, N, path, &err) == 0, "%s", err.msg);
+    nv_dataset *src = nv_dataset_wrap(&c);
+    REQUIRE(nv_dump_batches(&cfg, src, N, path, &err) == 0, "%s", err.msg);
 
     hsize_t rows = (hsize_t)N * GB, cols = S;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -78,12 +79,13 @@ int main(void) {
     CHECK(system(cmd) != 0, "a temporary file was left in %s", dir);
     char badpath[300];
     snprintf(badpath, sizeof badpath, "%s/missing/x.h5", dir);
-    CHECK(nv_dump_batches(&cfg, &c, 1, badpath, &err) != 0 && strlen(err.msg) > 0, "dump into a missing directory");
+    CHECK(nv_dump_batches(&cfg, src, 1, badpath, &err) != 0 && strlen(err.msg) > 0, "dump into a missing directory");
 
     nv_loader_free(l);
     for (int i = 0; i < 8; i++) free(ds[i]);
     unlink(path);
     rmdir(dir);
+    nv_dataset_free(src);
     tl_free_corpus(&c);
     return tu_finish("dump");
 }
