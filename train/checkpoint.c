@@ -970,21 +970,26 @@ static int check_listing(const char *step_dir, const nv_ckpt_manifest *m, nv_err
     return 0;
 }
 
+// Listed file f present at its listed size (not missing, not truncated); its path in path.
+static int check_size(const char *step_dir, const nv_ckpt_file *f, char *path, size_t cap,
+                      nv_error *err) {
+    const char *sd = base_name(step_dir);
+    if (path_join(path, cap, step_dir, f->name, err)) return -1;
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return nv_seterr(err, "checkpoint %s: %s: missing (%s)", sd, f->name, strerror(errno));
+    if ((uint64_t)st.st_size != f->size)
+        return nv_seterr(err, "checkpoint %s: %s: size %llu, manifest says %llu (truncated?)", sd, f->name,
+                         (unsigned long long)st.st_size, (unsigned long long)f->size);
+    return 0;
+}
+
 // Every listed file present at its listed size (a truncated or missing file), no CRC.
 static int check_sizes(const char *step_dir, const nv_ckpt_manifest *m, nv_error *err) {
     if (check_listing(step_dir, m, err)) return -1;
-    const char *sd = base_name(step_dir);
     char path[NV_PATH_MAX + 80];
-    for (int i = 0; i < m->n_files; i++) {
-        const nv_ckpt_file *f = &m->files[i];
-        if (path_join(path, sizeof path, step_dir, f->name, err)) return -1;
-        struct stat st;
-        if (stat(path, &st) != 0)
-            return nv_seterr(err, "checkpoint %s: %s: missing (%s)", sd, f->name, strerror(errno));
-        if ((uint64_t)st.st_size != f->size)
-            return nv_seterr(err, "checkpoint %s: %s: size %llu, manifest says %llu (truncated?)", sd, f->name,
-                             (unsigned long long)st.st_size, (unsigned long long)f->size);
-    }
+    for (int i = 0; i < m->n_files; i++)
+        if (check_size(step_dir, &m->files[i], path, sizeof path, err)) return -1;
     return 0;
 }
 
@@ -995,13 +1000,7 @@ int nv_ckpt_verify_files(const char *step_dir, const nv_ckpt_manifest *m, int fi
     char path[NV_PATH_MAX + 80];
     for (int i = first; i < m->n_files; i += stride) {
         const nv_ckpt_file *f = &m->files[i];
-        if (path_join(path, sizeof path, step_dir, f->name, err)) return -1;
-        struct stat st;
-        if (stat(path, &st) != 0)
-            return nv_seterr(err, "checkpoint %s: %s: missing (%s)", sd, f->name, strerror(errno));
-        if ((uint64_t)st.st_size != f->size)
-            return nv_seterr(err, "checkpoint %s: %s: size %llu, manifest says %llu (truncated?)",
-                             sd, f->name, (unsigned long long)st.st_size, (unsigned long long)f->size);
+        if (check_size(step_dir, f, path, sizeof path, err)) return -1;
         uint32_t crc;
         uint64_t size;
         nv_error e;
