@@ -492,15 +492,11 @@ int nv_hf_export(const char *ckpt, const char *out_dir, int bf16, const char *ev
     }
     nv_param_table t;
     nv_param_ids ids;
-    nv_params_build(&t, &ids, &m.cfg.model, 0, 1);
     nv_ckpt_state s;
-    memset(&s, 0, sizeof s);
-    s.t = &t;
-    s.master = nv_malloc(sizeof(float) * (t.total + 1));
     char stage[NV_PATH_MAX + 64], ev_src[NV_PATH_MAX + 320] = "";
     int existed = 0, staged = 0, bad_eval = 0;
     json_t *ev = NULL;
-    int rc = nv_ckpt_load_local(dir, &m, &s, err);
+    int rc = nv_ckpt_load_masters(dir, &m, &t, &ids, &s, err);
     if (!rc) {
         ev = find_eval(eval_json, &m.cfg, m.step, ev_src, sizeof ev_src, err, &bad_eval);
         if (bad_eval) rc = -1;
@@ -546,8 +542,7 @@ int nv_hf_export(const char *ckpt, const char *out_dir, int bf16, const char *ev
     if (!rc) rc = commit_stage(stage, out_dir, existed, err);
     if (rc && staged) rm_stage(stage);
     json_decref(ev);
-    free(s.master);
-    nv_params_free(&t, &ids);
+    nv_ckpt_masters_free(&t, &ids, &s);
     nv_ckpt_manifest_free(&m);
     return rc;
 }

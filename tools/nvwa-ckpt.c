@@ -185,13 +185,9 @@ static int cmd_export(const char *path, const char *out, int bf16) {
     nv_error e;
     nv_param_table t;
     nv_param_ids ids;
-    nv_params_build(&t, &ids, &m.cfg.model, 0, 1);
     nv_ckpt_state s;
-    memset(&s, 0, sizeof s);
-    s.t = &t;
-    s.master = nv_malloc(sizeof(float) * (t.total + 1));
     int rc = 0;
-    if (nv_ckpt_load_local(dir, &m, &s, &e)) rc = fail(e.msg);
+    if (nv_ckpt_load_masters(dir, &m, &t, &ids, &s, &e)) rc = fail(e.msg);
     // __metadata__: format, every saved [model] key, seq-length; first-attn-norm always
     // (a config saved before the key existed means true: readers must not guess)
     const char **mk = nv_calloc((size_t)m.n_model_keys + 4, sizeof *mk), **mv = nv_calloc((size_t)m.n_model_keys + 4, sizeof *mv);
@@ -224,8 +220,7 @@ static int cmd_export(const char *path, const char *out, int bf16) {
     free(ts);
     free(mk);
     free(mv);
-    free(s.master);
-    nv_params_free(&t, &ids);
+    nv_ckpt_masters_free(&t, &ids, &s);
     nv_ckpt_manifest_free(&m);
     return rc;
 }

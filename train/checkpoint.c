@@ -1498,6 +1498,21 @@ static int load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_s
     return 0;
 }
 
+int nv_ckpt_load_masters(const char *step_dir, const nv_ckpt_manifest *m, nv_param_table *t,
+                         nv_param_ids *ids, nv_ckpt_state *s, nv_error *err) {
+    nv_params_build(t, ids, &m->cfg.model, 0, 1);
+    memset(s, 0, sizeof *s);
+    s->t = t;
+    s->master = nv_malloc(sizeof(float) * (t->total + 1));
+    return nv_ckpt_load_local(step_dir, m, s, err);
+}
+
+void nv_ckpt_masters_free(nv_param_table *t, nv_param_ids *ids, nv_ckpt_state *s) {
+    free(s->master);
+    s->master = NULL;
+    nv_params_free(t, ids);
+}
+
 int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_state *s,
                        nv_error *err) {
     int damaged = 0;

@@ -105,6 +105,12 @@ int nv_ckpt_verify_datasets(const char *step_dir, const nv_ckpt_manifest *m, nv_
 // Load this layout's part from a verified step dir (non-collective; see nv_ckpt_load).
 int nv_ckpt_load_local(const char *step_dir, const nv_ckpt_manifest *m, nv_ckpt_state *s,
                        nv_error *err);
+// The whole model's fp32 masters of a step dir, for the tools (export, Hugging Face): builds
+// the parameter table at tensor 1 into t/ids and loads s->master (allocated here). Free with
+// nv_ckpt_masters_free whatever the result.
+int nv_ckpt_load_masters(const char *step_dir, const nv_ckpt_manifest *m, nv_param_table *t,
+                         nv_param_ids *ids, nv_ckpt_state *s, nv_error *err);
+void nv_ckpt_masters_free(nv_param_table *t, nv_param_ids *ids, nv_ckpt_state *s);
 
 // Writing by pieces: begin makes <root>/step_XXXXXXXX.tmp; write_files writes the files of
 // (s->t's tensor rank, dp_rank) into it (model file when dp_rank == 0, optim file when
