@@ -61,13 +61,14 @@ static void emit(const char *fmt, ...) {
 }
 
 // The largest micro-batch (rows of seq-length) whose device memory fits in 92% of the free
-// memory: the model's planned arena, Adam's two moments, and 2 GiB for cuBLASLt / cuDNN
-// workspaces, scratch and the allocator.
+// memory: the model's planned arena, Adam's two moments, cuDNN attention's workspace cap, and
+// 2 GiB for cuBLASLt's workspace, scratch and the allocator.
 static int fit_micro_batch(const nv_config *cfg, const nv_backend *be) {
     size_t free_b, total_b;
     nv_cuda_mem_info(&free_b, &total_b);
     const size_t moments = 2 * nv_param_count(&cfg->model) * be->state_bytes;
-    const size_t budget = (size_t)(0.92 * (double)free_b), fixed = moments + ((size_t)2 << 30);
+    const size_t budget = (size_t)(0.92 * (double)free_b), fixed = moments + ((size_t)2 << 30) +
+                       (cfg->train.attention != NV_ATTN_NATIVE ? nv_cuda_cudnn_workspace_cap() : 0);
     int best = 0;
     for (int mb = 1; mb <= 512; mb++) {
         const size_t b = nv_model_plan_bytes(&cfg->model, be, 1, mb * cfg->data.seq_length,

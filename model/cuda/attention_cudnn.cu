@@ -54,6 +54,7 @@ static struct {
     nv_attn_cache cache;
     void *ws;           // workspace, sized at prepare by the largest graphs
     size_t ws_bytes;
+    int prepared;       // the workspace was sized by prepare: it does not grow
     int64_t *off;       // device: ragged offsets [3][cap + 1] (qkv rows, d rows, H rows)
     int32_t *lens;      // device: [cap] segment lengths (0 past n_segs)
     int cap;            // segments the buffers hold
@@ -215,11 +216,20 @@ static attn_graph *graph_for(const nv_attn_key &k) {
         return NULL;
     }
     if ((size_t)ag->ws > g_cd.ws_bytes) {
-        if (g_cd.ws_bytes == 0 && !g_cd.ws) { // never prepared (tests, benchmarks): size it now
+        if (!g_cd.prepared) { // never prepared (tests, benchmarks): grow now
+            if (g_cd.ws) {
+                CUDA_CHECK(cudaStreamSynchronize(nvc()->stream));
+                CUDA_CHECK(cudaFree(g_cd.ws));
+            }
             CUDA_CHECK(cudaMalloc(&g_cd.ws, (size_t)ag->ws));
             g_cd.ws_bytes = (size_t)ag->ws;
         } else {
-            g_cd.why = "the graph needs more workspace than was reserved when the backend was prepared";
+            char s[160], m[320];
+            nv_attn_key_str(&k, s, sizeof s);
+            snprintf(m, sizeof m, "the graph (%s) needs %.1f MiB of workspace, %.1f MiB were "
+                     "reserved when the backend was prepared (NVWA_CUDNN_WORKSPACE_MB raises the cap)",
+                     s, ag->ws / 1048576.0, g_cd.ws_bytes / 1048576.0);
+            g_cd.why = m;
             return NULL;
         }
     }
@@ -283,32 +293,61 @@ int nvc_cudnn_attn_bwd(void *dqkv, const void *dout, const void *qkv, const void
 
 const char *nvc_cudnn_attn_why(void) { return g_cd.why.c_str(); }
 
-// The largest keys a run can meet: every segment at least 2 tokens (<cls> <eos>), the
-// longest one row; graphs for both layer kinds and directions, the workspace for the largest.
+// The workspace is reserved once, here, so that no step allocates. cuDNN's ragged backward
+// sizes it by the padded problem (segments x longest segment x heads), not by the tokens, so
+// the worst case (every segment 2 tokens) would need more than the GPU has. It is sized for
+// segments averaging seq_len / 32 tokens (about 32 nt at seq 1024) and capped at
+// nv_cuda_cudnn_workspace_cap() (NVWA_CUDNN_WORKSPACE_MB, default 4 GiB); a batch of more or
+// shorter segments whose graph needs more runs the hand-written kernels for that call (the
+// choice depends on the batch alone, so runs stay reproducible).
+extern "C" size_t nv_cuda_cudnn_workspace_cap(void) {
+    const char *e = getenv("NVWA_CUDNN_WORKSPACE_MB");
+    const long mb = e && *e ? atol(e) : 4096;
+    return (size_t)(mb > 0 ? mb : 0) << 20;
+}
+
+static attn_graph *graph_cached(const nv_attn_key &k) {
+    attn_graph *ag = (attn_graph *)nv_attn_cache_find(&g_cd.cache, &k);
+    if (!ag) {
+        ag = build(k);
+        NVC_REQUIRE(nv_attn_cache_put(&g_cd.cache, &k, ag) == 0, "out of host memory for the cuDNN graph cache");
+    }
+    return ag;
+}
+
 void nvc_cudnn_attn_prepare(int max_tokens, int seq_len, int H, int dh, int local_window) {
     if (max_tokens <= 0) return;
     cd_init();
-    const int max_segs = max_tokens / 2 + 1;
-    cd_reserve(nv_attn_pow2(max_segs, 8));
+    const int rows = (max_tokens + seq_len - 1) / seq_len, most = max_tokens / 2 + 1;
+    const size_t cap = nv_cuda_cudnn_workspace_cap();
+    int segs = rows * 32 < most ? rows * 32 : most;
     size_t ws = 0;
-    for (int bwd = 0; bwd < 2; bwd++)
-        for (int w = 0; w < 2; w++) {
-            const nv_attn_key k = nv_attn_key_make(bwd, max_segs, seq_len, max_tokens, H, dh, w ? local_window : 0);
-            attn_graph *ag = (attn_graph *)nv_attn_cache_find(&g_cd.cache, &k);
-            if (!ag) {
-                ag = build(k);
-                NVC_REQUIRE(nv_attn_cache_put(&g_cd.cache, &k, ag) == 0, "out of host memory for the cuDNN graph cache");
+    std::string last;
+    for (; segs >= 1; segs /= 2) { // the most segments whose graphs fit under the cap
+        size_t need = 0;
+        int built = 0;
+        for (int bwd = 0; bwd < 2; bwd++)
+            for (int w = 0; w < 2; w++) {
+                const nv_attn_key k = nv_attn_key_make(bwd, segs, seq_len, max_tokens, H, dh, w ? local_window : 0);
+                attn_graph *ag = graph_cached(k);
+                if (!ag->g) { last = ag->why; continue; }
+                built++;
+                if ((size_t)ag->ws > need) need = (size_t)ag->ws;
             }
-            if (ag->g && (size_t)ag->ws > ws) ws = (size_t)ag->ws;
-        }
-    // smaller batches build smaller graphs later; their workspace is assumed not to exceed
-    // the largest one's (a graph that needs more falls back, see graph_for)
+        if (built && need <= cap) { ws = need; break; }
+        if (segs <= 8) break;
+    }
+    cd_reserve(nv_attn_pow2(segs > 8 ? segs : 8, 8));
+    if (getenv("NVWA_CUDA_VERBOSE"))
+        fprintf(stderr, "cudnn attention: workspace %.1f MiB reserved for up to %d segments of %d "
+                "(cap %.0f MiB)%s%s\n", ws / 1048576.0, segs, seq_len, cap / 1048576.0,
+                last.empty() ? "" : "; a graph failed: ", last.c_str());
     if (ws > g_cd.ws_bytes) {
         if (g_cd.ws) CUDA_CHECK(cudaFree(g_cd.ws));
         CUDA_CHECK(cudaMalloc(&g_cd.ws, ws));
         g_cd.ws_bytes = ws;
     }
-    if (g_cd.ws_bytes == 0) g_cd.ws_bytes = 1; // prepared: no growth during steps
+    g_cd.prepared = 1; // no growth during steps
 }
 
 extern "C" int nv_cuda_cudnn_attention_ok(int bwd, const nv_attn_segs *segs, int n, int H, int dh,
@@ -328,6 +367,7 @@ const char *nvc_cudnn_attn_why(void) {
            "meson setup --reconfigure)";
 }
 void nvc_cudnn_attn_prepare(int, int, int, int, int) {}
+extern "C" size_t nv_cuda_cudnn_workspace_cap(void) { return 0; }
 extern "C" int nv_cuda_cudnn_attention_ok(int, const nv_attn_segs *, int, int, int, int, const char **why) {
     if (why) *why = nvc_cudnn_attn_why();
     return 0;

@@ -146,16 +146,24 @@ __device__ __forceinline__ double warp_sum_d(double v) {
 }
 
 // gelu, tanh approximation (as torch gelu(approximate="tanh")) and its derivative
+// tanh to about 3e-7 absolute. Under --use_fast_math tanhf becomes tanh.approx.f32 (relative
+// error 2^-11), and gelu's derivative cancels 0.5 (1 + t) against 0.5 x (1 - t^2) ... near
+// x = -0.75, so that error would show as percent-level gradient errors there; ex2 and a
+// division, both good to a few ulp, do not.
+__device__ __forceinline__ float tanh_acc(float x) {
+    const float e = exp2f(-2.8853900817779268f * fabsf(x)); // e^(-2|x|)
+    return copysignf(__fdividef(1.0f - e, 1.0f + e), x);
+}
 __device__ __forceinline__ float gelu_tanh_f(float x) {
     const float k = 0.7978845608028654f; // sqrt(2/pi)
     float u = k * (x + 0.044715f * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
+    return 0.5f * x * (1.0f + tanh_acc(u));
 }
 __device__ __forceinline__ float gelu_tanh_grad_f(float x) {
     const float k = 0.7978845608028654f;
     float x2 = x * x;
     float u = k * (x + 0.044715f * x2 * x);
-    float t = tanhf(u);
+    float t = tanh_acc(u);
     return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x2);
 }
 

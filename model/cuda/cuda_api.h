@@ -30,6 +30,11 @@ struct nv_attn_segs;
 int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, int H, int dh,
                                int window, const char **why);
 
+// The most device memory cuDNN's attention may reserve for its workspace, in bytes
+// (NVWA_CUDNN_WORKSPACE_MB, default 4096; 0 without cuDNN): memory planning counts it.
+#include <stddef.h>
+size_t nv_cuda_cudnn_workspace_cap(void);
+
 // Tests: how many GEMM calls took the plain fallback kernel (no cuBLASLt algorithm) since
 // the start with every dimension >= 8. Model shapes must never take it (only the 3-class
 // structure head, whose leading dimension 3 cuBLASLt refuses, may).

@@ -82,6 +82,11 @@ static nvc_mm_entry *mm_plan(const nvc_mm_entry *key) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], 4));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2], 4));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[3], 4));
+    // split-K only with its partial sums in fp32: OUTPUT_TYPE would round them to bf16 before
+    // the bias (a second rounding the CPU twin does not have), INPLACE adds them with atomics
+    // (order-dependent bits)
+    uint32_t red = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &red, sizeof red));
     cublasLtMatmulHeuristicResult_t res;
     int got = 0;
     // NOT_SUPPORTED here means "no kernel for this problem": take the fallback

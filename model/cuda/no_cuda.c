@@ -25,6 +25,7 @@ int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, 
 }
 
 long nv_cuda_gemm_fallbacks(void) { return 0; }
+size_t nv_cuda_cudnn_workspace_cap(void) { return 0; }
 void nv_cuda_profile(int on) { (void)on; }
 int nv_cuda_profile_read(const char **names, double *ms, long *calls, int cap) {
     (void)names, (void)ms, (void)calls, (void)cap;

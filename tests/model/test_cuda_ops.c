@@ -87,9 +87,11 @@ static double *get(const nv_backend *b, const void *p, size_t n, int state) {
 }
 
 // compare a [rows, w] block at column c0 of row-major [rows, ld] tensors, per element
-// |cuda - cpu| <= a |cpu| + b max|cpu|
-static void cmp_block(const char *name, const void *pc, const void *pg, size_t rows, size_t ld,
-                      size_t c0, size_t w, int state, double a, double b) {
+// |cuda - cpu| <= a |cpu| + b max|cpu| + cs scale[i] (scale: NULL, or an error scale per element
+// of the full tensor, for ops whose rounding error is not relative to their result)
+static void cmp_core(const char *name, const void *pc, const void *pg, size_t rows, size_t ld,
+                     size_t c0, size_t w, int state, double a, double b, const double *scale,
+                     double cs) {
     double *hc = get(C, pc, rows * ld, state), *hg = get(G, pg, rows * ld, state);
     double amax = 0, worst = 0;
     size_t bad = 0, nonfin = 0, at = 0;
@@ -102,7 +104,8 @@ static void cmp_block(const char *name, const void *pc, const void *pg, size_t r
                 if (!nonfin++) at = i;
                 continue;
             }
-            const double lim = a * fabs(hc[i]) + b * amax, e = fabs(hc[i] - hg[i]);
+            const double lim = a * fabs(hc[i]) + b * amax + (scale ? cs * scale[i] : 0),
+                         e = fabs(hc[i] - hg[i]);
             if (e > lim && !bad++ && !nonfin) at = i;
             if (e / fmax(lim, 1e-300) > worst) worst = e / fmax(lim, 1e-300);
         }
@@ -114,6 +117,11 @@ static void cmp_block(const char *name, const void *pc, const void *pg, size_t r
           at, hc[at], hg[at]);
     free(hc);
     free(hg);
+}
+
+static void cmp_block(const char *name, const void *pc, const void *pg, size_t rows, size_t ld,
+                      size_t c0, size_t w, int state, double a, double b) {
+    cmp_core(name, pc, pg, rows, ld, c0, w, state, a, b, NULL, 0);
 }
 
 static void cmp(const char *name, const void *pc, const void *pg, size_t n, int state, double a,
@@ -396,8 +404,23 @@ static void test_activations(void) {
     cmp("geglu_fwd", out.c, out.g, nf, 0, TOL_EW);
     C->geglu_bwd(dgu.c, dout.c, gu.c, n, f);
     G->geglu_bwd(dgu.g, dout.g, gu.g, n, f);
-    cmp_block("geglu_bwd dgate", dgu.c, dgu.g, n, 2 * f, 0, f, 0, TOL_EW);
-    cmp_block("geglu_bwd dup", dgu.c, dgu.g, n, 2 * f, f, f, 0, TOL_EW);
+    // gelu' = 0.5 (1 + t) + 0.5 x (1 - t^2) k (...) cancels near x = -0.75, and gelu(x) =
+    // 0.5 x (1 + t) near large negative x: there the twins differ by their fp32 tanh (a few
+    // 1e-7), times the factors outside it, not relative to the result. EW_FN bounds that
+    // error: 16x the accurate tanh's, 16x below what tanh.approx.f32 gives (2.5e-4).
+    const double EW_FN = 1.0 / 65536;
+    double *sgu = malloc(2 * nf * sizeof *sgu), *sg = malloc(nf * sizeof *sg);
+    REQUIRE(sgu && sg, "out of memory");
+    for (int r = 0; r < n; r++)
+        for (int c = 0; c < f; c++) {
+            const double go = fabs(hdo[(size_t)r * f + c]), g = hgu[(size_t)r * 2 * f + c],
+                         u = hgu[(size_t)r * 2 * f + f + c];
+            sgu[(size_t)r * 2 * f + c] = go * fabs(u) * (1 + fabs(g));    // dgate
+            sgu[(size_t)r * 2 * f + f + c] = go * (1 + fabs(g));          // dup
+        }
+    for (size_t i = 0; i < nf; i++) sg[i] = fabs(hdo[i]) * (1 + fabs(hgu[i]));
+    cmp_core("geglu_bwd dgate", dgu.c, dgu.g, n, 2 * f, 0, f, 0, TOL_EW, sgu, EW_FN);
+    cmp_core("geglu_bwd dup", dgu.c, dgu.g, n, 2 * f, f, f, 0, TOL_EW, sgu, EW_FN);
     repoison(out);
     C->gelu_fwd(out.c, gu.c, nf);
     G->gelu_fwd(out.g, gu.g, nf);
@@ -405,9 +428,9 @@ static void test_activations(void) {
     repoison(dgu);
     C->gelu_bwd(dgu.c, dout.c, gu.c, nf);
     G->gelu_bwd(dgu.g, dout.g, gu.g, nf);
-    cmp("gelu_bwd", dgu.c, dgu.g, nf, 0, TOL_EW);
+    cmp_core("gelu_bwd", dgu.c, dgu.g, 1, nf, 0, nf, 0, TOL_EW, sg, EW_FN);
     drop(gu); drop(out); drop(dout); drop(dgu);
-    free(hgu); free(hdo);
+    free(hgu); free(hdo); free(sgu); free(sg);
 }
 
 static void test_select(void) {
@@ -526,6 +549,21 @@ static void test_matmul_big(int M, int K, int N) {
     C->matmul_fwd(cout, cx, cW, NULL, S, K, N);
     C->matmul_bwd(cdx, NULL, NULL, cd, cx, cW, S, K, N);
     C->matmul_bwd(NULL, cdW, NULL, cds, cfull, cW, M, K, S);
+    double *sabs; // sum over rows of |dout x| for the sampled dW rows
+    {
+        double *ax = malloc(MK * 8), *ad = malloc((size_t)M * S * 8);
+        REQUIRE(ax && ad, "out of memory");
+        for (size_t i = 0; i < MK; i++) ax[i] = fabs(hx[i]);
+        for (size_t i = 0; i < (size_t)M * S; i++) ad[i] = fabs(dsub[i]);
+        void *cax = mk(C, MK, 0, ax), *cad = mk(C, (size_t)M * S, 0, ad);
+        void *cs = C->alloc((size_t)S * K * 4);
+        double *zero = calloc((size_t)S * K, 8);
+        C->upload_state(cs, zero, (size_t)S * K);
+        C->matmul_bwd(NULL, cs, NULL, cad, cax, cW, M, K, S);
+        sabs = get(C, cs, (size_t)S * K, 1);
+        C->free(cax), C->free(cad), C->free(cs);
+        free(ax), free(ad), free(zero);
+    }
     // the GPU's sampled rows, gathered on the host into the twin's layout
     double *gout = get(G, out, mn, 0), *gdx = get(G, dx, MK, 0), *gdW = get(G, dW, nk, 1);
     double *t1 = malloc((size_t)S * N * 8), *t2 = malloc((size_t)S * K * 8), *t3 = malloc((size_t)S * K * 8);
@@ -539,13 +577,17 @@ static void test_matmul_big(int M, int K, int N) {
     G = C; // both sides now live on the CPU (the GPU's values were copied over exactly)
     cmp("matmul_fwd out (rows)", cout, g1, (size_t)S * N, 0, TOL_BF16);
     cmp("matmul_bwd dinp (rows)", cdx, g2, (size_t)S * K, 0, TOL_BF16);
-    cmp("matmul_bwd dW (rows)", cdW, g3, (size_t)S * K, 1, TOL_F32);
+    // dW sums M products in fp32 in another order than the twin: bound the difference by
+    // u sqrt(M) / 2 sum |dout x| per element (4x the worst that 1.6B shapes showed on an H200;
+    // the sum of |terms| by the twin over |dout|, |x|)
+    cmp_core("matmul_bwd dW (rows)", cdW, g3, 1, (size_t)S * K, 0, (size_t)S * K, 1, 1e-5, 0,
+             sabs, ldexp(1.0, -25) * sqrt((double)M));
     G = keep;
     C->free(cx), C->free(cW), C->free(cd), C->free(cout), C->free(cdx), C->free(cfull), C->free(cds);
     C->free(cdW), C->free(g1), C->free(g2), C->free(g3);
     G->free(x), G->free(W), G->free(dout), G->free(out), G->free(dx), G->free(dW);
     free(hx), free(hW), free(hdo), free(rows), free(cols), free(sx), free(sd), free(dsub), free(wsub);
-    free(gout), free(gdx), free(gdW), free(t1), free(t2), free(t3);
+    free(gout), free(gdx), free(gdW), free(t1), free(t2), free(t3), free(sabs);
 }
 
 // attention at the 1.6B head shapes: 2 rows of 1024, segments of a full row (1022), longer
@@ -605,6 +647,9 @@ int main(void) {
         printf("test_cuda_ops: skipped: %s\n", why ? why : "no CUDA backend");
         return 77;
     }
+    // the hand-written attention kernels (test_cuda_kernels compares cuDNN's): so that the
+    // sanitizer steps check our kernels, not cuDNN's (racecheck does not follow its barriers)
+    if (!rehearse) nv_cuda_set_attention(2);
     C = nv_backend_cpu_bf16();
     REQUIRE(C && G->act_bytes == 2 && G->state_bytes == 4 && C->act_bytes == 2, "unexpected backend types");
     const int M = rehearse ? 512 : 16384;
