@@ -17,11 +17,14 @@
 // deterministic THD backward on sm_8x, so there it is always the hand-written kernels).
 //
 // Graphs are built once per key (attn_plan.h: segments and longest segment rounded up to
-// powers of two) and cached; the workspace is sized by the largest graphs when the backend
-// is prepared, so no step allocates. Rows past every segment (pads) are not touched here.
+// powers of two) and cached; the workspace is reserved when the backend is prepared (see
+// nvc_cudnn_attn_prepare), so no step allocates. Rows past every segment (pads) are not
+// touched here.
 //
-// STATUS: compile-verified (nvcc 13, cudnn-frontend 1.32, cuDNN 9.19 headers); not yet run on
-// a GPU. tests/model/test_cuda_kernels.c checks it against the CPU and the hand-written kernel.
+// STATUS: its kernels ran on an H200 (under racecheck, 2026-12-04), but the first run sized
+// the workspace for the worst batch and never compared it (bench/results/gpu-h200-2026-12-04.md);
+// the sizing below is the fix, not yet run. tests/model/test_cuda_kernels.c checks it against
+// the CPU and the hand-written kernel.
 #include "common.cuh"
 #include "cuda_api.h"
 #include "model/cuda/attn_plan.h"
