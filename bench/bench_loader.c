@@ -12,6 +12,7 @@
 #include "data/batch.h"
 #include "data/rng.h"
 #include "data/vocab.h"
+#include "train/config.h"
 
 typedef struct rowres {
     char name[96];
@@ -155,7 +156,7 @@ static double cpu_now(clockid_t clk) {
 static void run_case(rowres *res, const char *name, const nv_corpus *c, const nv_config *cfg, int dp, int prefetch,
                      double min_seconds) {
     nv_error err;
-    nv_loader *l = nv_loader_create_ex(c, cfg, 0, dp, prefetch, &err);
+    nv_loader *l = nv_loader_create_ex(c, &cfg->data, cfg->model.structure_input, 0, dp, prefetch, &err);
     if (!l) { fprintf(stderr, "bench_loader: %s\n", err.msg); exit(1); }
     int acc = nv_loader_accum(l);
     // warm-up: one step (the first epoch's permutation)

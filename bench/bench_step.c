@@ -206,7 +206,7 @@ static int bench(const opts *o) {
     nv_synth_params sp;
     nv_synth_defaults(&sp, 4000, cfg.data.seed);
     nv_synth_corpus(&corpus, &sp);
-    nv_loader *ld = nv_loader_create(&corpus, &cfg, 0, 1, &err);
+    nv_loader *ld = nv_loader_create(&corpus, &cfg.data, cfg.model.structure_input, 0, 1, &err);
     if (!ld) {
         fprintf(stderr, "bench_step: %s\n", err.msg);
         return 1;

@@ -27,6 +27,8 @@
 #include "data/rng.h"
 #include "data/seqio.h"
 #include "data/synth.h"
+#include "data/shard.h"
+#include "train/config.h"
 
 static double thread_cpu(void) {
     struct timespec ts;
@@ -200,7 +202,7 @@ static int cmd_loader(int argc, char **argv) {
     cfg.data.global_batch = gb;
     cfg.data.seed = (uint64_t)getpid(); // concurrent runs read different sequences
     double t_perm = nv_now();
-    nv_loader *l = nv_loader_create_ds(ds, &cfg, 0, 1, 0, &err);
+    nv_loader *l = nv_loader_create_ds(ds, &cfg.data, cfg.model.structure_input, 0, 1, 0, &err);
     if (!l) {
         fprintf(stderr, "bench_stream: %s\n", err.msg);
         return 1;

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include "data/corpus.h"
 #include "data/nv_util.h"
-#include "train/config.h"
+#include "data/data_config.h"
 
 typedef struct nv_batch {
     int rows, seq_len;
@@ -43,7 +43,8 @@ typedef struct nv_mask_params {
     int structure_input;
     uint64_t seed;
 } nv_mask_params;
-void nv_mask_params_from_config(nv_mask_params *p, const nv_config *c);
+// [data]'s masking keys; structure_input is [model]'s (whether the structure track is input)
+void nv_mask_params_from_config(nv_mask_params *p, const nv_data_config *d, int structure_input);
 // ss may be NULL (all unknown). Budget: B = round(mask_rate * len), at least 1 when
 // len > 0 and mask_rate > 0, so every sequence is scored; exactly B positions are selected.
 void nv_mask_sequence(const nv_mask_params *p, uint64_t epoch, uint64_t seq_index,
@@ -88,16 +89,17 @@ typedef struct nv_dataset nv_dataset;
 // as in nv_loader_create_ex (NV_LOADER_PREFETCH is nv_loader_create's). The stream is the
 // same bit for bit whatever the source.
 #define NV_LOADER_PREFETCH 4
-nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank, int dp_size,
-                               int prefetch, nv_error *err);
+nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_data_config *d, int structure_input,
+                               int dp_rank, int dp_size, int prefetch, nv_error *err);
 // A corpus in memory; it must outlive the loader.
-nv_loader *nv_loader_create(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
-                            int dp_size, nv_error *err);
+nv_loader *nv_loader_create(const nv_corpus *corpus, const nv_data_config *d, int structure_input,
+                            int dp_rank, int dp_size, nv_error *err);
 // As nv_loader_create with an explicit prefetch depth: 0 = generate synchronously inside
 // nv_loader_next; k > 0 = a background thread keeps up to k micro-batches ready (the default
 // of nv_loader_create is 4). The stream is the same either way.
-nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
-                               int dp_size, int prefetch, nv_error *err);
+nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_data_config *d,
+                               int structure_input, int dp_rank, int dp_size, int prefetch,
+                               nv_error *err);
 void nv_loader_free(nv_loader *l);
 int nv_loader_slots(const nv_loader *l); // G, micro-batch slots per global step
 int nv_loader_accum(const nv_loader *l); // micro-batches per rank per step

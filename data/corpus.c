@@ -1,13 +1,10 @@
-// corpus.c - sequences in memory: growth, and opening a directory or glob of shards.
+// corpus.c - sequences in memory: growth, concatenation, statistics.
 #include "data/corpus.h"
 
 #include "data/vocab.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <glob.h>
 #include <string.h>
-#include <sys/stat.h>
 
 void nv_corpus_init(nv_corpus *c) {
     memset(c, 0, sizeof *c);
@@ -69,7 +66,7 @@ void nv_corpus_append(nv_corpus *c, const char *id, const uint8_t *tok, const ui
 }
 
 // Move all of `src` onto the end of `dst` (src is freed).
-static void corpus_concat(nv_corpus *dst, nv_corpus *src, int with_ids) {
+void nv_corpus_concat(nv_corpus *dst, nv_corpus *src, int with_ids) {
     corpus_reserve(dst, src->n_tokens, src->n_seqs, with_ids);
     memcpy(dst->tokens + dst->n_tokens, src->tokens, src->n_tokens);
     memcpy(dst->structure + dst->n_tokens, src->structure, src->n_tokens);
@@ -86,64 +83,13 @@ static void corpus_concat(nv_corpus *dst, nv_corpus *src, int with_ids) {
     nv_corpus_free(src);
 }
 
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void nv_paths_free(char **paths, size_t n) {
-    for (size_t i = 0; i < n; i++) free(paths[i]);
-    free(paths);
-}
-
-int nv_shard_paths(const char *dir_or_glob, char ***paths, size_t *n, nv_error *err) {
-    *paths = NULL;
-    *n = 0;
-    struct stat st;
-    char pattern[4096];
-    int is_dir = stat(dir_or_glob, &st) == 0 && S_ISDIR(st.st_mode);
-    if (is_dir) {
-        if (snprintf(pattern, sizeof pattern, "%s/*.h5", dir_or_glob) >= (int)sizeof pattern)
-            return nv_seterr(err, "%s: path too long", dir_or_glob);
-    } else {
-        if (snprintf(pattern, sizeof pattern, "%s", dir_or_glob) >= (int)sizeof pattern)
-            return nv_seterr(err, "%s: path too long", dir_or_glob);
+// Tokens per id and known structure positions per 3-class label (the reference statistics).
+void nv_corpus_counts(const nv_corpus *c, uint64_t nt[16], uint64_t cls[3]) {
+    memset(nt, 0, 16 * sizeof *nt);
+    memset(cls, 0, 3 * sizeof *cls);
+    for (uint64_t i = 0; i < c->n_tokens; i++) {
+        nt[c->tokens[i] & 15]++;
+        int k = c->structure ? nv_sclass(c->structure[i]) : -1;
+        if (k >= 0) cls[k]++;
     }
-    glob_t g;
-    int rc = glob(pattern, 0, NULL, &g);
-    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
-        if (rc == 0) globfree(&g);
-        if (is_dir)
-            return nv_seterr(err, "%s: directory holds no *.h5 shards\n---> HINT: write shards with nvwa-prep -o %s INPUT...",
-                             dir_or_glob, dir_or_glob);
-        return nv_seterr(err, "%s: no file matches (neither a directory nor a glob with matches)\n"
-                              "---> HINT: [data] train/valid take a shard directory or a glob such as 'shards/*.h5'",
-                         dir_or_glob);
-    }
-    if (rc != 0) return nv_seterr(err, "%s: glob failed (%s)", pattern, rc == GLOB_NOSPACE ? "out of memory" : "read error");
-    *paths = nv_malloc(g.gl_pathc * sizeof(char *));
-    for (size_t i = 0; i < g.gl_pathc; i++) (*paths)[i] = nv_strdup(g.gl_pathv[i]);
-    *n = g.gl_pathc;
-    globfree(&g);
-    qsort(*paths, *n, sizeof(char *), cmp_str); // byte order, whatever the locale
-    return 0;
-}
-
-int nv_corpus_open(const char *dir_or_glob, nv_corpus *out, int want_ids, nv_error *err) {
-    nv_corpus_init(out);
-    char **paths;
-    size_t n;
-    if (nv_shard_paths(dir_or_glob, &paths, &n, err) != 0) return -1;
-    for (size_t i = 0; i < n; i++) {
-        nv_corpus one;
-        if (nv_shard_read(paths[i], &one, want_ids, err) != 0) {
-            nv_corpus_free(&one);
-            nv_paths_free(paths, n);
-            nv_corpus_free(out);
-            nv_corpus_init(out);
-            return -1;
-        }
-        corpus_concat(out, &one, want_ids);
-    }
-    nv_paths_free(paths, n);
-    return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "data/h5util.h"
 #include "data/vocab.h"
+#include "data/shard.h"
 
 #define CACHE_MAX_BYTES ((size_t)2 << 20) // chunk cache per open dataset, at most
 #define COUNT_BLOCK ((uint64_t)4 << 20)   // bytes per read while counting a shard

@@ -39,9 +39,8 @@ static int put_attr(hid_t file, const char *name, long long v) {
     return nv_h5_attr_i64(file, name, &x, 1);
 }
 
-static int dump_into(hid_t file, const nv_config *cfg, nv_dataset *corpus, long n_steps,
-                     const char *path, nv_error *err) {
-    const nv_data_config *d = &cfg->data;
+static int dump_into(hid_t file, const nv_data_config *d, int structure_input, nv_dataset *corpus,
+                     long n_steps, const char *path, nv_error *err) {
     hsize_t rows = (hsize_t)n_steps * (hsize_t)d->global_batch, cols = (hsize_t)d->seq_length;
     hid_t ds[N_FIELDS];
     for (int f = 0; f < N_FIELDS; f++) ds[f] = -1;
@@ -70,7 +69,7 @@ static int dump_into(hid_t file, const nv_config *cfg, nv_dataset *corpus, long 
             goto done;
         }
     }
-    l = nv_loader_create_ds(corpus, cfg, 0, 1, 2, err);
+    l = nv_loader_create_ds(corpus, d, structure_input, 0, 1, 2, err);
     if (!l) goto close_space;
     hsize_t mdims[2] = {(hsize_t)d->micro_batch, cols};
     hid_t mspace = H5Screate_simple(2, mdims, NULL);
@@ -116,8 +115,8 @@ done:
     return rc;
 }
 
-int nv_dump_batches(const nv_config *cfg, nv_dataset *corpus, long n_steps, const char *path,
-                    nv_error *err) {
+int nv_dump_batches(const nv_data_config *d, int structure_input, nv_dataset *corpus,
+                    long n_steps, const char *path, nv_error *err) {
     if (n_steps < 1) return nv_seterr(err, "--dump-batches: need at least 1 batch, got %ld", n_steps);
     size_t plen = strlen(path);
     char *tmp = nv_malloc(plen + 32);
@@ -134,7 +133,7 @@ int nv_dump_batches(const nv_config *cfg, nv_dataset *corpus, long n_steps, cons
     if (file < 0) {
         nv_seterr(err, "%s: cannot create the file (directory missing or not writable?)", tmp);
     } else {
-        rc = dump_into(file, cfg, corpus, n_steps, path, err);
+        rc = dump_into(file, d, structure_input, corpus, n_steps, path, err);
         if (H5Fclose(file) < 0 && rc == 0) rc = nv_seterr(err, "%s: cannot close the file", tmp);
     }
     if (rc == 0) {

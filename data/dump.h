@@ -3,9 +3,9 @@
 #pragma once
 #include "data/dataset.h"
 #include "data/nv_util.h"
-#include "train/config.h"
+#include "data/data_config.h"
 
 // Writes datasets input, target, struct_in, struct_target, mlm_mask, struct_mask, segment,
 // position, each [rows, seq-length] (rows = N * global-batch), atomically.
-int nv_dump_batches(const nv_config *cfg, nv_dataset *corpus, long n_steps,
-                    const char *path, nv_error *err);
+int nv_dump_batches(const nv_data_config *d, int structure_input, nv_dataset *corpus,
+                    long n_steps, const char *path, nv_error *err);

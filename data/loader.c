@@ -369,9 +369,8 @@ static void stop_producer(nv_loader *l) {
 
 static nv_loader_cursor *cursor_new(void) { return nv_calloc(1, sizeof(nv_loader_cursor)); }
 
-nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank, int dp_size,
-                               int prefetch, nv_error *err) {
-    const nv_data_config *d = &cfg->data;
+nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_data_config *d, int structure_input,
+                               int dp_rank, int dp_size, int prefetch, nv_error *err) {
     if (!ds || nv_dataset_n_seqs(ds) == 0) {
         nv_seterr(err, "loader: the training corpus is empty");
         return NULL;
@@ -414,7 +413,7 @@ nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank
 
     nv_loader *l = nv_calloc(1, sizeof *l);
     l->ds = ds;
-    nv_mask_params_from_config(&l->mp, cfg);
+    nv_mask_params_from_config(&l->mp, d, structure_input);
     l->seq_len = d->seq_length;
     l->max_len = d->seq_length - 2;
     l->mb = d->micro_batch;
@@ -461,22 +460,23 @@ nv_loader *nv_loader_create_ds(nv_dataset *ds, const nv_config *cfg, int dp_rank
     return l;
 }
 
-nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
-                               int dp_size, int prefetch, nv_error *err) {
+nv_loader *nv_loader_create_ex(const nv_corpus *corpus, const nv_data_config *d,
+                               int structure_input, int dp_rank, int dp_size, int prefetch,
+                               nv_error *err) {
     if (!corpus || corpus->n_seqs == 0) {
         nv_seterr(err, "loader: the training corpus is empty");
         return NULL;
     }
     nv_dataset *ds = nv_dataset_wrap(corpus);
-    nv_loader *l = nv_loader_create_ds(ds, cfg, dp_rank, dp_size, prefetch, err);
+    nv_loader *l = nv_loader_create_ds(ds, d, structure_input, dp_rank, dp_size, prefetch, err);
     if (!l) nv_dataset_free(ds);
     else l->own_ds = 1;
     return l;
 }
 
-nv_loader *nv_loader_create(const nv_corpus *corpus, const nv_config *cfg, int dp_rank,
-                            int dp_size, nv_error *err) {
-    return nv_loader_create_ex(corpus, cfg, dp_rank, dp_size, DEFAULT_PREFETCH, err);
+nv_loader *nv_loader_create(const nv_corpus *corpus, const nv_data_config *d, int structure_input,
+                            int dp_rank, int dp_size, nv_error *err) {
+    return nv_loader_create_ex(corpus, d, structure_input, dp_rank, dp_size, DEFAULT_PREFETCH, err);
 }
 
 void nv_loader_free(nv_loader *l) {

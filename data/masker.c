@@ -26,16 +26,16 @@
 
 enum { STREAM_SELECT = 0, STREAM_REPLACE = 1, STREAM_HIDE = 2 };
 
-void nv_mask_params_from_config(nv_mask_params *p, const nv_config *c) {
+void nv_mask_params_from_config(nv_mask_params *p, const nv_data_config *d, int structure_input) {
     memset(p, 0, sizeof *p);
-    p->mask_rate = c->data.mask_rate;
-    p->span_fraction = c->data.span_fraction;
-    p->span_p = c->data.span_p;
-    p->span_max = c->data.span_max;
-    p->pair_mask_rate = c->data.pair_mask_rate;
-    p->struct_hide_rate = c->data.struct_hide_rate;
-    p->structure_input = c->model.structure_input;
-    p->seed = c->data.seed;
+    p->mask_rate = d->mask_rate;
+    p->span_fraction = d->span_fraction;
+    p->span_p = d->span_p;
+    p->span_max = d->span_max;
+    p->pair_mask_rate = d->pair_mask_rate;
+    p->struct_hide_rate = d->struct_hide_rate;
+    p->structure_input = structure_input;
+    p->seed = d->seed;
 }
 
 static inline nv_rng_stream stream_for(uint64_t key, uint64_t seq_index, uint32_t purpose) {

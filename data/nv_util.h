@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define NV_PATH_MAX 1024 // paths in configs and checkpoints
+
 #ifdef __cplusplus
 extern "C" {
 #endif

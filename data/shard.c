@@ -3,16 +3,18 @@
 // HDF5 prints its own error stack by default; a bad shard must give one line naming the
 // file and the reason, so every entry point switches the automatic printing off for its
 // duration and restores the caller's handler on the way out.
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/seqio.h"
 #include "data/vocab.h"
 
 #include "data/h5util.h"
 
 #include <errno.h>
+#include <glob.h>
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 
@@ -44,17 +46,6 @@ static int write_1d(hid_t f, const char *name, hid_t file_type, hid_t mem_type, 
     if (dcpl >= 0) H5Pclose(dcpl);
     if (sp >= 0) H5Sclose(sp);
     return rc;
-}
-
-// Tokens per id and known structure positions per 3-class label (the reference statistics).
-void nv_corpus_counts(const nv_corpus *c, uint64_t nt[16], uint64_t cls[3]) {
-    memset(nt, 0, 16 * sizeof *nt);
-    memset(cls, 0, 3 * sizeof *cls);
-    for (uint64_t i = 0; i < c->n_tokens; i++) {
-        nt[c->tokens[i] & 15]++;
-        int k = c->structure ? nv_sclass(c->structure[i]) : -1;
-        if (k >= 0) cls[k]++;
-    }
 }
 
 int nv_shard_write(const char *path, const nv_corpus *c, nv_error *err) {
@@ -493,4 +484,68 @@ int nv_shard_read(const char *path, nv_corpus *out, int want_ids, nv_error *err)
         nv_corpus_init(out);
     }
     return rc;
+}
+
+// --- a directory or glob of shards
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void nv_paths_free(char **paths, size_t n) {
+    for (size_t i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+}
+
+int nv_shard_paths(const char *dir_or_glob, char ***paths, size_t *n, nv_error *err) {
+    *paths = NULL;
+    *n = 0;
+    struct stat st;
+    char pattern[4096];
+    int is_dir = stat(dir_or_glob, &st) == 0 && S_ISDIR(st.st_mode);
+    if (is_dir) {
+        if (snprintf(pattern, sizeof pattern, "%s/*.h5", dir_or_glob) >= (int)sizeof pattern)
+            return nv_seterr(err, "%s: path too long", dir_or_glob);
+    } else {
+        if (snprintf(pattern, sizeof pattern, "%s", dir_or_glob) >= (int)sizeof pattern)
+            return nv_seterr(err, "%s: path too long", dir_or_glob);
+    }
+    glob_t g;
+    int rc = glob(pattern, 0, NULL, &g);
+    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
+        if (rc == 0) globfree(&g);
+        if (is_dir)
+            return nv_seterr(err, "%s: directory holds no *.h5 shards\n---> HINT: write shards with nvwa-prep -o %s INPUT...",
+                             dir_or_glob, dir_or_glob);
+        return nv_seterr(err, "%s: no file matches (neither a directory nor a glob with matches)\n"
+                              "---> HINT: [data] train/valid take a shard directory or a glob such as 'shards/*.h5'",
+                         dir_or_glob);
+    }
+    if (rc != 0) return nv_seterr(err, "%s: glob failed (%s)", pattern, rc == GLOB_NOSPACE ? "out of memory" : "read error");
+    *paths = nv_malloc(g.gl_pathc * sizeof(char *));
+    for (size_t i = 0; i < g.gl_pathc; i++) (*paths)[i] = nv_strdup(g.gl_pathv[i]);
+    *n = g.gl_pathc;
+    globfree(&g);
+    qsort(*paths, *n, sizeof(char *), cmp_str); // byte order, whatever the locale
+    return 0;
+}
+
+int nv_corpus_open(const char *dir_or_glob, nv_corpus *out, int want_ids, nv_error *err) {
+    nv_corpus_init(out);
+    char **paths;
+    size_t n;
+    if (nv_shard_paths(dir_or_glob, &paths, &n, err) != 0) return -1;
+    for (size_t i = 0; i < n; i++) {
+        nv_corpus one;
+        if (nv_shard_read(paths[i], &one, want_ids, err) != 0) {
+            nv_corpus_free(&one);
+            nv_paths_free(paths, n);
+            nv_corpus_free(out);
+            nv_corpus_init(out);
+            return -1;
+        }
+        nv_corpus_concat(out, &one, want_ids);
+    }
+    nv_paths_free(paths, n);
+    return 0;
 }

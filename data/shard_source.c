@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "data/h5util.h"
+#include "data/shard.h"
 
 int nv_shard_set_source(const char *path, const char *source, nv_error *err) {
     nv_h5_quiet q = nv_h5_quiet_begin();

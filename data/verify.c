@@ -9,7 +9,7 @@
 // (their addresses from HDF5, the bytes with pread) and checked here, outside that lock:
 // Fletcher32 exactly as HDF5 computes it, then inflate. A dataset with another pipeline
 // (another writer) is read through HDF5 in blocks instead.
-#include "data/corpus.h"
+#include "data/shard.h"
 
 #include <errno.h>
 #include <fcntl.h>

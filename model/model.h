@@ -10,7 +10,7 @@
 #include "data/batch.h"
 #include "model/backend.h"
 #include "model/params.h"
-#include "train/config.h"
+#include "model/model_config.h"
 
 // Collective hooks for tensor parallelism: sum an act buffer over the tensor group.
 // NULL when tensor = 1.

@@ -8,7 +8,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
-#include "train/config.h"
+#include "model/model_config.h"
 
 typedef enum { NV_INIT_NORMAL = 0, NV_INIT_NORMAL_OUT, NV_INIT_ONES, NV_INIT_ZEROS } nv_init_kind;
 typedef enum { NV_SPLIT_NONE = 0, NV_SPLIT_ROWS, NV_SPLIT_COLS } nv_split_kind;

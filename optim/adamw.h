@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include "model/backend.h"
 #include "model/params.h"
-#include "train/config.h"
+#include "optim/optim_config.h"
 
 typedef struct nv_adamw {
     const nv_backend *be;

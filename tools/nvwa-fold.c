@@ -24,7 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/h5util.h"
 #include "data/seqio.h"
 #include "nv_build_config.h"

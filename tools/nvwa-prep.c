@@ -7,7 +7,7 @@
 // --verify checks shard sets fully (data/verify.c): shards on threads, and under mpirun the
 // shards split over the ranks (shard k on rank k % world); rank 0 prints one line per bad
 // shard, in shard order.
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/rng.h"
 #include "data/seqio.h"
 #include "data/synth.h"

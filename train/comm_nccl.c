@@ -1,5 +1,5 @@
 // comm_nccl.c - stubs of train/comm_nccl.h for builds without CUDA (the real code is
-// model/cuda/comm.cu, compiled only when nvcc is found). Nothing here is reached in a CPU
+// train/comm_nccl.cu, compiled only when nvcc is found). Nothing here is reached in a CPU
 // run: the trainer asks nv_nccl_available() or only calls these with the cuda backend.
 #include "nv_build_config.h"
 

@@ -2,13 +2,13 @@
 // groups, the tensor-parallel activation all-reduce, bucketed data-parallel gradient sums on
 // a side stream ordered by events, and ZeRO-1's reduce-scatter / all-gather on device buffers.
 //
-// Implemented in model/cuda/comm.cu (built only when nvcc is found, so NCCL code is only
+// Implemented in train/comm_nccl.cu (built only when nvcc is found, so NCCL code is only
 // compiled with CUDA); train/comm_nccl.c holds the stubs for builds without CUDA
 // (nv_nccl_available() = 0; everything else stops with a hint).
 //
-// STATUS: compile-verified only. This path builds against NCCL here but has not yet run on
-// a GPU; the CPU path (train/grad_sync.c over MPI) is the tested one; tests/parallel's
-// test_zero1_nccl runs it where GPUs are present.
+// STATUS: builds against NCCL; not yet run on more than one GPU. The CPU path
+// (train/grad_sync.c over MPI) is the tested one; tests/parallel/test_cuda_train.sh runs it
+// where 2+ GPUs are present.
 //
 // Streams: the tensor-parallel all-reduce and the ZeRO-1 all-gather run on the CUDA
 // backend's compute stream (they sit on the critical path); the gradient buckets (all-reduce

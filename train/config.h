@@ -1,4 +1,7 @@
-// config.h - the one config struct (design section 10), parsed and validated once.
+// config.h - the one config struct (design section 10), parsed and validated once: the
+// composite of each floor's own section ([model] model/model_config.h, [data]
+// data/data_config.h, [optim] optim/optim_config.h) and the trainer's ([parallel] [train]
+// [checkpoint] [log], here). Each floor is handed only its part.
 //
 // INI via libinih; sections [model] [data] [optim] [parallel] [train] [checkpoint] [log];
 // keys with hyphens. `section.key=value` arguments override the file. Unknown sections and
@@ -7,42 +10,10 @@
 #pragma once
 #include <stdint.h>
 #include <stdio.h>
+#include "data/data_config.h"
 #include "data/nv_util.h"
-
-#define NV_PATH_MAX 1024
-
-typedef struct nv_model_config {
-    int num_layers;          // num-layers
-    int hidden_size;         // hidden-size (d)
-    int ffn_hidden_size;     // ffn-hidden-size (f)
-    int num_attn_heads;      // num-attn-heads (H)
-    int vocab_size;          // vocab-size: must be 16
-    int local_window;        // local-window: local layers see |i-j| <= window/2
-    int global_attn_every;   // global-attn-every: layer l global iff l % this == 0
-    double rope_theta_global;
-    double rope_theta_local;
-    int structure_input;     // structure-input (bool)
-    int first_attn_norm;     // first-attn-norm (bool): layer 0 keeps LN_attn (false: ModernBERT)
-    double struct_loss_weight;
-} nv_model_config;
-
-typedef struct nv_data_config {
-    char train[NV_PATH_MAX]; // shard directory or glob; empty = in-process synthetic data
-    char valid[NV_PATH_MAX];
-    int seq_length;
-    int micro_batch;
-    int global_batch;
-    double mask_rate, span_fraction, span_p;
-    int span_max;
-    double pair_mask_rate, struct_hide_rate;
-    uint64_t seed;
-} nv_data_config;
-
-typedef struct nv_optim_config {
-    double lr, min_lr;
-    int warmup_steps;
-    double weight_decay, beta1, beta2, eps, grad_clip; // grad-clip 0 = off
-} nv_optim_config;
+#include "model/model_config.h"
+#include "optim/optim_config.h"
 
 typedef struct nv_parallel_config {
     int tensor;
@@ -53,7 +24,7 @@ typedef struct nv_parallel_config {
 typedef enum { NV_DEVICE_CPU = 0, NV_DEVICE_CUDA = 1, NV_DEVICE_AUTO = 2 } nv_device_kind;
 typedef enum { NV_PREC_FP32 = 0, NV_PREC_BF16 = 1 } nv_precision;
 // CUDA attention: the faster of the two measured at start-up, cuDNN's fused SDPA, or the
-// hand-written kernel (model/cuda/attention_select.h)
+// hand-written kernel (model/cuda/attn_plan.h)
 typedef enum { NV_ATTN_AUTO = 0, NV_ATTN_CUDNN = 1, NV_ATTN_NATIVE = 2 } nv_attn_kind;
 
 typedef struct nv_train_config {
@@ -110,7 +81,3 @@ int nv_config_validate(const nv_config *c, int world_size, nv_error *err);
 // Write the resolved config as INI (every key, canonical formatting); parseable back.
 void nv_config_write(const nv_config *c, FILE *f);
 
-// Derived quantities.
-static inline int nv_config_is_global_layer(const nv_model_config *m, int l) {
-    return l % m->global_attn_every == 0;
-}

@@ -102,7 +102,7 @@ int nv_evaluate(nv_model *m, nv_dataset *c, nv_dataset *ref, const nv_config *cf
     if (W < 1) return nv_seterr(err, "[data] seq-length %d leaves no room for nucleotides", L);
 
     nv_mask_params mp;
-    nv_mask_params_from_config(&mp, cfg);
+    nv_mask_params_from_config(&mp, &cfg->data, cfg->model.structure_input);
     mp.seed = nv_mix64(cfg->data.seed, nv_hash_str("eval"));
     if (reference_stats(ref, out->uni_p, &out->uni_top, &out->maj_class, err) != 0) return -1;
 

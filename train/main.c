@@ -9,6 +9,7 @@
 
 #include "data/dump.h"
 #include "model/flops.h"
+#include "train/planner.h"
 #include "nv_build_config.h"
 #include "train/config.h"
 #include "train/dist.h"
@@ -119,7 +120,7 @@ int main(int argc, char **argv) {
         nv_corpus mem;
         nv_dataset *corpus = NULL;
         int bad = nv_open_train_data(&cfg, &mem, &corpus, &err) != 0 ||
-                  nv_dump_batches(&cfg, corpus, dump, output, &err) != 0;
+                  nv_dump_batches(&cfg.data, cfg.model.structure_input, corpus, dump, output, &err) != 0;
         nv_dataset_free(corpus);
         nv_corpus_free(&mem);
         if (bad) {

@@ -15,17 +15,19 @@
 
 #include "data/batch.h"
 #include "data/synth.h"
+#include "data/shard.h"
 #include "model/flops.h"
 #include "model/cpu/bf16.h"       // cpu-bf16 tensor-parallel sums
 #include "model/model.h"
 #include "optim/adamw.h"
 #include "model/cuda/cuda_api.h" // nv_cuda_set_local_rank: GPU = nv_dist's local rank
 #include "train/checkpoint.h"
-#include "train/comm_nccl.h"     // GPU path: NCCL (compile-verified only)
+#include "train/comm_nccl.h"     // GPU path: NCCL
 #include "train/evaluate.h" // [log] eval-every (evaluation hook)
 #include "train/grad_stats.h"
 #include "train/grad_sync.h"
 #include "train/log.h"
+#include "train/test_fault.h"
 
 #define NV_SYNTH_DEFAULT_SEQS 20000
 
@@ -343,60 +345,6 @@ static void tp_allreduce_cpu(void *ctx, void *buf, size_t n) {
     for (size_t i = 0; i < n; i++) h[i] = nv_f32_to_bf16(t->buf[i]);
 }
 
-// --- fault injection for tests ---
-// NVWA_TEST_FAULT="KIND[:rank=R][:step=S][:count=N][:tensor=NAME]", for tests only. KIND:
-// grad-nan or grad-inf (element 0 of tensor NAME's local gradient, default
-// layers.0.attn.wqkv, before the data-parallel sum) or loss-nan (the rank's local loss);
-// on rank R (default every rank) at the 1-based steps S .. S+N-1 (default 1, N 1).
-typedef struct test_fault {
-    int kind; // 0 none, 1 grad-nan, 2 grad-inf, 3 loss-nan
-    int rank;
-    long step, count;
-    int tensor;
-} test_fault;
-
-static void test_fault_parse(test_fault *f, const nv_param_table *pt, const nv_dist *d) {
-    memset(f, 0, sizeof *f);
-    const char *s = getenv("NVWA_TEST_FAULT");
-    if (!s || !*s) return;
-    char buf[256], name[NV_PARAM_NAME_MAX] = "layers.0.attn.wqkv";
-    snprintf(buf, sizeof buf, "%s", s);
-    f->rank = -1;
-    f->step = f->count = 1;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
-        if (!strcmp(tok, "grad-nan")) f->kind = 1;
-        else if (!strcmp(tok, "grad-inf")) f->kind = 2;
-        else if (!strcmp(tok, "loss-nan")) f->kind = 3;
-        else if (!strncmp(tok, "rank=", 5)) f->rank = atoi(tok + 5);
-        else if (!strncmp(tok, "step=", 5)) f->step = atol(tok + 5);
-        else if (!strncmp(tok, "count=", 6)) f->count = atol(tok + 6);
-        else if (!strncmp(tok, "tensor=", 7)) snprintf(name, sizeof name, "%s", tok + 7);
-        else nv_dist_abort(d, "NVWA_TEST_FAULT=%s: unknown part '%s'", s, tok);
-    }
-    f->tensor = -1;
-    for (int k = 0; k < pt->n; k++)
-        if (!strcmp(pt->p[k].name, name)) f->tensor = k;
-    if (!f->kind || f->tensor < 0)
-        nv_dist_abort(d, "NVWA_TEST_FAULT=%s: needs grad-nan, grad-inf or loss-nan and a known tensor", s);
-    if (d->rank == 0) fprintf(stderr, "nvwa: warning: NVWA_TEST_FAULT=%s (fault injection for tests)\n", s);
-}
-
-static int test_fault_now(const test_fault *f, const nv_dist *d, long step1, int kind) {
-    return f->kind == kind && (f->rank < 0 || f->rank == d->rank) && step1 >= f->step &&
-           step1 < f->step + f->count;
-}
-
-// Grad faults go in right after the gradients are zeroed: backward accumulates onto them.
-static void test_fault_grad(const test_fault *f, const nv_dist *d, long step1, nv_model *m) {
-    for (int kind = 1; kind <= 2; kind++) {
-        if (!test_fault_now(f, d, step1, kind)) continue;
-        const nv_backend *be = nv_model_backend(m);
-        const float v = kind == 1 ? NAN : INFINITY;
-        be->to_device(nv_model_tensor(m, nv_model_grad(m), f->tensor), &v, sizeof v);
-    }
-}
-// --- end fault injection ---
 
 // Everything one rank's training run holds, set up by trainer_open and released by
 // trainer_close; the step loop in nv_train runs over it in short stages.
@@ -424,7 +372,7 @@ typedef struct trainer {
     nv_batch *mb;
     int32_t *lens;
     int consecutive_skips;
-    test_fault fault;
+    nv_test_fault fault; // NVWA_TEST_FAULT (train/test_fault.h)
     train_state ts;
     int debug_hash;
     long start_step;
@@ -447,7 +395,7 @@ static void trainer_open_data(trainer *tr) {
     // every rank opens the shards (index only); one line for the job when any of them cannot
     agree_or_exit(d, nv_open_train_data(cfg, &tr->mem, &tr->corpus, &err) != 0, err.msg, 0);
     if (d->rank == 0) report_data(cfg, tr->corpus);
-    tr->loader = nv_loader_create_ds(tr->corpus, cfg, d->dp_rank, d->dp_size, NV_LOADER_PREFETCH, &err);
+    tr->loader = nv_loader_create_ds(tr->corpus, &cfg->data, cfg->model.structure_input, d->dp_rank, d->dp_size, NV_LOADER_PREFETCH, &err);
     if (!tr->loader) nv_dist_abort(d, "%s", err.msg);
     tr->accum = nv_loader_accum(tr->loader);
     tr->rows = cfg->data.micro_batch;
@@ -529,7 +477,7 @@ static long trainer_open(trainer *tr, const nv_config *cfg, const nv_dist *d) {
     trainer_open_model(tr);
     trainer_open_optim(tr);
     nv_eval_hook_init(&tr->eval_hook, cfg, d); // [log] eval-every on [data] valid
-    test_fault_parse(&tr->fault, tr->pt, d);
+    nv_test_fault_parse(&tr->fault, tr->pt, d);
     tr->ts = (train_state){tr->model, &tr->opt, tr->loader, &tr->consecutive_skips, tr->lo, tr->hi,
                            tr->zero1, 0, NULL, NULL, NULL, 0, tr->nccl};
     const long start_step = tr->start_step = maybe_resume(cfg, d, &tr->ts);
@@ -627,7 +575,7 @@ static void forward_backward(trainer *tr, long step, const step_out *o) {
     const double mlm_scale = o->n_mlm ? 1.0 / (double)o->n_mlm : 0.0;
     const double st_scale = o->n_st ? tr->cfg->model.struct_loss_weight / (double)o->n_st : 0.0;
     nv_model_zero_grad(tr->model);
-    test_fault_grad(&tr->fault, tr->d, step + 1, tr->model);
+    nv_test_fault_grad(&tr->fault, tr->d, step + 1, tr->model);
     nv_grad_stats_begin(tr->gst);
     for (int a = 0; a < tr->accum; a++) {
         // buckets are summed (or, with ZeRO-1, reduce-scattered) as the last backward makes them
@@ -653,7 +601,7 @@ static void reduce_and_check(trainer *tr, long step, step_out *o) {
     o->tot[1] = l.struct_sum;
     o->tot[2] = (double)l.mlm_correct;
     o->tot[3] = (double)l.struct_correct;
-    if (test_fault_now(&tr->fault, d, step + 1, 3)) o->tot[0] = NAN;
+    if (nv_test_fault_loss(&tr->fault, d, step + 1)) o->tot[0] = NAN;
     o->loss_bad = !isfinite(o->tot[0]) || !isfinite(o->tot[1]); // this rank's own loss
     // the loss sums only now: until nv_grad_sync_finish returns, the communication thread
     // runs collectives on comm_dp, and two threads' collectives on one communicator get

@@ -321,9 +321,8 @@ static attn_graph *graph_cached(const nv_attn_key &k) {
 void nvc_cudnn_attn_prepare(int max_tokens, int seq_len, int H, int dh, int local_window) {
     if (max_tokens <= 0) return;
     cd_init();
-    const int rows = (max_tokens + seq_len - 1) / seq_len, most = max_tokens / 2 + 1;
     const size_t cap = nv_cuda_cudnn_workspace_cap();
-    int segs = rows * 32 < most ? rows * 32 : most;
+    int segs = nv_attn_plan_segments(max_tokens, seq_len);
     size_t ws = 0;
     std::string last;
     for (; segs >= 1; segs /= 2) { // the most segments whose graphs fit under the cap

@@ -12,6 +12,13 @@ int nv_attn_pow2(int x, int lo) {
     return p;
 }
 
+int nv_attn_plan_segments(int max_tokens, int seq_len) {
+    if (max_tokens <= 0 || seq_len <= 0) return 1;
+    const long rows = ((long)max_tokens + seq_len - 1) / seq_len, most = max_tokens / 2 + 1;
+    const long segs = rows * 32 < most ? rows * 32 : most;
+    return segs > 0 ? (int)segs : 1;
+}
+
 nv_attn_key nv_attn_key_make(int bwd, int n_segs, int max_len, int n_tokens, int H, int dh,
                              int window) {
     nv_attn_key k;

@@ -33,6 +33,11 @@ int nv_attn_pow2(int x, int lo);
 nv_attn_key nv_attn_key_make(int bwd, int n_segs, int max_len, int n_tokens, int H, int dh,
                              int window);
 int nv_attn_key_eq(const nv_attn_key *a, const nv_attn_key *b);
+// The segments per micro-batch cuDNN's workspace is first sized for at prepare: segments
+// averaging seq_len / 32 tokens over the micro-batch's rows (cuDNN's ragged backward sizes
+// its workspace by segments x longest segment, so the worst case, 2-token segments, would
+// not fit), at most max_tokens / 2 + 1 (every segment has <cls> and <eos>), at least 1.
+int nv_attn_plan_segments(int max_tokens, int seq_len);
 // One line for logs: "fwd B<=128 S<=1024 n=16384 H=16 dh=64 window 128".
 void nv_attn_key_str(const nv_attn_key *k, char *buf, size_t size);
 

@@ -24,8 +24,9 @@
 #   attention    bench_attention native vs cuDNN: dh 64/128, global / window 128, full rows
 #                and RNAcentral-like segments
 #   bandwidth    bench_kernels: achieved bandwidth of the memory-bound kernels
-#   torch        bench/torch_ref.py --bench: PyTorch on the same GPU, same config and batch
 #   synccheck, initcheck  the other two sanitizers, if time is left
+#   torch        bench/torch_ref.py --bench: PyTorch on the same GPU, same config and batch
+#                (last: measured on 2026-12-04, 93 s of it torch.compile)
 set -u
 cd "$(dirname "$0")/../.."
 S=$PWD
@@ -37,6 +38,8 @@ T0=$(date +%s)
 B=$S/.device/build
 [ -x "$B/nvwa-train" ] || B=$S/build-gpu
 export NVWA_BUILD_ROOT=$B NVWA_SOURCE_ROOT=$S OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+# cuDNN graphs built, the workspace reserved, GEMMs on the plain kernel: in the logs
+export NVWA_CUDA_VERBOSE=${NVWA_CUDA_VERBOSE:-1}
 # a rehearsal runs the GPU tests' own code with cpu-bf16 standing in for the GPU
 [ "${GPU_CHECK_REHEARSE:-0}" = 1 ] && export NVWA_TEST_REHEARSE=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -124,6 +127,9 @@ attn() {
 export -f attn
 step attention 90 "TFLOP/s" attn
 step bandwidth 45 "GB/s|%" "$B/bench/bench_kernels"
+step synccheck 60 "ERROR SUMMARY|test_cuda_ops" san synccheck
+step initcheck 90 "ERROR SUMMARY|test_cuda_ops" san initcheck
+# last: its figure exists (bench/results/gpu-h200-2026-12-04.md); rerun when time is left
 torch_bench() { # the same micro-batch as bench_step's fit
   python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null ||
     { echo "skip: python3 has no torch that sees a GPU"; return 77; }
@@ -133,8 +139,6 @@ torch_bench() { # the same micro-batch as bench_step's fit
 }
 export -f torch_bench
 step torch 180 "tokens/s|MFU" torch_bench
-step synccheck 60 "ERROR SUMMARY|test_cuda_ops" san synccheck
-step initcheck 90 "ERROR SUMMARY|test_cuda_ops" san initcheck
 
 printf '%s\n' "${rows[@]}" >> "$R"
 for f in "$LG"/*.log; do echo "======== $(basename "$f" .log)"; tail -n 3000 "$f"; done > "$O/logs.txt"

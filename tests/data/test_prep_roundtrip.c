@@ -2,7 +2,7 @@
 // bpseq), plain and gzip, with and without --drop-gaps: random records are written to a
 // file, parsed, written to a shard, read back, and compared with an independent mapping of
 // the text that was written.
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/seqio.h"
 #include "tests/testutil.h"
 

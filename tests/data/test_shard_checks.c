@@ -4,7 +4,7 @@
 // the verifier (nv_shard_verify: its own Fletcher32 and inflate on raw chunks, or HDF5 for
 // other pipelines), at any chunk size; nv_corpus_open concatenates a directory or glob in
 // name order and refuses an empty match.
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/seqio.h"
 #include "data/synth.h"
 #include "data/vocab.h"

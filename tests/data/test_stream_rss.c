@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/vocab.h"
 #include "tests/testutil.h"
 

@@ -15,6 +15,7 @@
 #include "data/vocab.h"
 #include "model/embed.h"
 #include "model/model.h"
+#include "train/config.h"
 
 static nv_model_config small_model(void) {
     nv_config c;

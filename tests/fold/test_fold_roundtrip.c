@@ -9,9 +9,10 @@
 #include <string.h>
 
 #include "data/batch.h"
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/vocab.h"
 #include "tests/testutil.h"
+#include "train/config.h"
 
 static nv_mask_stats mask_all(const nv_corpus *c, double pair_rate, int with_ss) {
     nv_mask_params p = {.mask_rate = 0.15, .span_fraction = 0.5, .span_p = 0.2, .pair_mask_rate = pair_rate,
@@ -74,7 +75,7 @@ int main(int argc, char **argv) {
     cfg.data.micro_batch = 2;
     cfg.data.global_batch = 2;
     cfg.data.seed = tu_u64();
-    nv_loader *l = nv_loader_create_ex(&f, &cfg, 0, 1, 0, &err);
+    nv_loader *l = nv_loader_create_ex(&f, &cfg.data, cfg.model.structure_input, 0, 1, 0, &err);
     REQUIRE(l, "%s", err.msg);
     long labels = 0, bad = 0;
     for (int step = 0; step < 4; step++) {

@@ -3,7 +3,7 @@
 // returns a corpus that satisfies the shard contract (design section 5).
 #include <assert.h>
 
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "fuzz_util.h"
 #include "fuzz_shard_check.h"
 

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "fuzz_shard_check.h"
+#include "data/shard.h"
 #include "fuzz_util.h"
 
 #define MAXLEN 4096

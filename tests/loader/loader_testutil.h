@@ -8,6 +8,7 @@
 #include "data/batch.h"
 #include "data/vocab.h"
 #include "tests/testutil.h"
+#include "train/config.h"
 
 typedef struct tl_lengths {
     double frac_short, frac_long; // shares of [lo, 100) and [mid_hi, hi]; the rest [100, mid_hi)

@@ -5,6 +5,7 @@
 
 #include "data/dump.h"
 #include "tests/loader/loader_testutil.h"
+#include "train/config.h"
 
 static void *read_ds(hid_t f, const char *name, int u8, hsize_t rows, hsize_t cols, int *ok) {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
@@ -41,7 +42,7 @@ int main(void) {
     snprintf(path, sizeof path, "%s/batches.h5", dir);
     nv_error err;
     nv_dataset *src = nv_dataset_wrap(&c);
-    REQUIRE(nv_dump_batches(&cfg, src, N, path, &err) == 0, "%s", err.msg);
+    REQUIRE(nv_dump_batches(&cfg.data, cfg.model.structure_input, src, N, path, &err) == 0, "%s", err.msg);
 
     hsize_t rows = (hsize_t)N * GB, cols = S;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -53,7 +54,7 @@ int main(void) {
     H5Fclose(f);
     CHECK(ok, "datasets missing or with the wrong shape/type");
 
-    nv_loader *l = nv_loader_create_ex(&c, &cfg, 0, 1, 0, &err);
+    nv_loader *l = nv_loader_create_ex(&c, &cfg.data, cfg.model.structure_input, 0, 1, 0, &err);
     REQUIRE(l, "%s", err.msg);
     long bad = 0, real = 0;
     for (int m = 0; m < N * GB / MB && ok; m++) {
@@ -79,7 +80,7 @@ int main(void) {
     CHECK(system(cmd) != 0, "a temporary file was left in %s", dir);
     char badpath[300];
     snprintf(badpath, sizeof badpath, "%s/missing/x.h5", dir);
-    CHECK(nv_dump_batches(&cfg, src, 1, badpath, &err) != 0 && strlen(err.msg) > 0, "dump into a missing directory");
+    CHECK(nv_dump_batches(&cfg.data, cfg.model.structure_input, src, 1, badpath, &err) != 0 && strlen(err.msg) > 0, "dump into a missing directory");
 
     nv_loader_free(l);
     for (int i = 0; i < 8; i++) free(ds[i]);

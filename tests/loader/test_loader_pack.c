@@ -4,6 +4,7 @@
 // appears exactly once per epoch across all data ranks, the streams at dp = 1, 2 and 4 are
 // the same rows, long sequences are cropped to a fresh window each epoch.
 #include "tests/loader/loader_testutil.h"
+#include "train/config.h"
 
 #define N_EPOCHS 3
 
@@ -100,7 +101,7 @@ int main(void) {
     memset(&x, 0, sizeof x);
     x.c = &c;
     x.S = S;
-    nv_mask_params_from_config(&x.mp, &cfg);
+    nv_mask_params_from_config(&x.mp, &cfg.data, cfg.model.structure_input);
     x.in = malloc(4 * S); x.tg = malloc(4 * S); x.sin = malloc(4 * S); x.stg = malloc(4 * S);
     x.mm = malloc(S); x.sm = malloc(S);
     for (int e = 0; e < N_EPOCHS; e++) {
@@ -110,11 +111,11 @@ int main(void) {
     }
 
     nv_error err;
-    nv_loader *l1 = nv_loader_create_ex(&c, &cfg, 0, 1, 0, &err); // synchronous
+    nv_loader *l1 = nv_loader_create_ex(&c, &cfg.data, cfg.model.structure_input, 0, 1, 0, &err); // synchronous
     REQUIRE(l1, "%s", err.msg);
     nv_loader *l2[2], *l4[4];
-    for (int r = 0; r < 2; r++) REQUIRE((l2[r] = nv_loader_create(&c, &cfg, r, 2, &err)), "%s", err.msg);
-    for (int r = 0; r < 4; r++) REQUIRE((l4[r] = nv_loader_create_ex(&c, &cfg, r, 4, 1 + r, &err)), "%s", err.msg);
+    for (int r = 0; r < 2; r++) REQUIRE((l2[r] = nv_loader_create(&c, &cfg.data, cfg.model.structure_input, r, 2, &err)), "%s", err.msg);
+    for (int r = 0; r < 4; r++) REQUIRE((l4[r] = nv_loader_create_ex(&c, &cfg.data, cfg.model.structure_input, r, 4, 1 + r, &err)), "%s", err.msg);
     CHECK(nv_loader_accum(l1) == 8 && nv_loader_accum(l2[0]) == 4 && nv_loader_accum(l4[3]) == 2, "accum");
 
     long steps = 0, mismatch = 0;
@@ -169,7 +170,7 @@ int main(void) {
         nv_corpus t;
         tl_lengths sm = {0.5, 0.0, 20, 200, 200};
         tl_make_corpus(&t, 5, &sm, 1.0);
-        nv_loader *l = nv_loader_create_ex(&t, &cfg, 0, 1, 2, &err);
+        nv_loader *l = nv_loader_create_ex(&t, &cfg.data, cfg.model.structure_input, 0, 1, 2, &err);
         REQUIRE(l, "%s", err.msg);
         ctx y = x;
         y.c = &t;
@@ -191,10 +192,10 @@ int main(void) {
     }
 
     // Bad layouts are errors, not crashes.
-    CHECK(!nv_loader_create(&c, &cfg, 0, 3, &err), "8 slots over 3 ranks accepted");
+    CHECK(!nv_loader_create(&c, &cfg.data, cfg.model.structure_input, 0, 3, &err), "8 slots over 3 ranks accepted");
     nv_config bad = cfg;
     bad.data.global_batch = 30;
-    CHECK(!nv_loader_create(&c, &bad, 0, 1, &err), "global-batch 30 with micro-batch 4 accepted");
+    CHECK(!nv_loader_create(&c, &bad.data, bad.model.structure_input, 0, 1, &err), "global-batch 30 with micro-batch 4 accepted");
 
     for (int e = 0; e < N_EPOCHS; e++) { free(x.seen[e]); free(x.crop[e]); }
     free(x.in); free(x.tg); free(x.sin); free(x.stg); free(x.mm); free(x.sm);

@@ -3,6 +3,7 @@
 // bit-identical micro-batches, across epoch boundaries; a loader rewound to an old cursor
 // replays; cursors that do not fit the run are refused.
 #include "tests/loader/loader_testutil.h"
+#include "train/config.h"
 
 int main(void) {
     tu_seed();
@@ -17,7 +18,7 @@ int main(void) {
     // Reference stream (dp = 1, synchronous) over about two and a half epochs.
     const int T = 110;
     nv_batch *ref = calloc((size_t)T * G, sizeof(nv_batch));
-    nv_loader *l = nv_loader_create_ex(&c, &cfg, 0, 1, 0, &err);
+    nv_loader *l = nv_loader_create_ex(&c, &cfg.data, cfg.model.structure_input, 0, 1, 0, &err);
     REQUIRE(l, "%s", err.msg);
     for (int i = 0; i < T * G; i++) tl_batch_copy(&ref[i], nv_loader_next(l));
     nv_loader_free(l);
@@ -29,7 +30,7 @@ int main(void) {
         int k = tu_int(1, T - 12), m = 10;
         int dp = 1 << tu_int(0, 3), rank = tu_int(0, dp - 1), acc = G / dp;
         // the first loader runs k steps with prefetch, then gives its cursor
-        nv_loader *a = nv_loader_create_ex(&c, &cfg, 0, 1, tu_int(1, 6), &err);
+        nv_loader *a = nv_loader_create_ex(&c, &cfg.data, cfg.model.structure_input, 0, 1, tu_int(1, 6), &err);
         REQUIRE(a, "%s", err.msg);
         for (int i = 0; i < k * G; i++) nv_loader_next(a);
         nv_loader_cursor *cur = malloc(sizeof *cur);
@@ -41,7 +42,7 @@ int main(void) {
         for (int i = k * G; i < (k + m) * G; i++) diff_a += !tl_batch_equal(nv_loader_next(a), &ref[i]);
         CHECK(diff_a == 0, "trial %d: %d batches differ after get_cursor", trial, diff_a);
         // a fresh loader at another data degree resumes from the cursor
-        nv_loader *b = nv_loader_create_ex(&c, &cfg, rank, dp, tu_int(0, 4), &err);
+        nv_loader *b = nv_loader_create_ex(&c, &cfg.data, cfg.model.structure_input, rank, dp, tu_int(0, 4), &err);
         REQUIRE(b, "%s", err.msg);
         REQUIRE(nv_loader_set_cursor(b, cur, &err) == 0, "%s", err.msg);
         int diff_b = 0;

@@ -3,6 +3,7 @@
 // (analytic mean of the truncated geometric), 80/10/10, partner pulls, structure hiding,
 // label invariants, and purity in (seed, epoch, index).
 #include "tests/loader/loader_testutil.h"
+#include "train/config.h"
 
 // Analytic mean of p(l) ∝ p (1-p)^(l-1) on [1, M].
 static double trunc_geom_mean(double p, int M) {
@@ -71,7 +72,7 @@ int main(void) {
     nv_config cfg;
     tl_config(&cfg, 1024, 1, 1, tu_u64());
     nv_mask_params p;
-    nv_mask_params_from_config(&p, &cfg);
+    nv_mask_params_from_config(&p, &cfg.data, cfg.model.structure_input);
     uint64_t epoch = tu_u64() % 1000;
     int maxlen = 0;
     for (uint64_t i = 0; i < c.n_seqs; i++)

@@ -14,7 +14,9 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "data/shard.h"
 #include "tests/loader/loader_testutil.h"
+#include "train/config.h"
 
 static char dir[256];
 
@@ -59,8 +61,8 @@ static void compare_loaders(nv_dataset *mem, nv_dataset *st, const nv_config *cf
                             int steps) {
     nv_error err;
     for (int r = 0; r < dp; r++) {
-        nv_loader *a = nv_loader_create_ds(mem, cfg, r, dp, prefetch, &err);
-        nv_loader *b = nv_loader_create_ds(st, cfg, r, dp, prefetch ? 0 : 3, &err);
+        nv_loader *a = nv_loader_create_ds(mem, &cfg->data, cfg->model.structure_input, r, dp, prefetch, &err);
+        nv_loader *b = nv_loader_create_ds(st, &cfg->data, cfg->model.structure_input, r, dp, prefetch ? 0 : 3, &err);
         REQUIRE(a && b, "loaders: %s", err.msg);
         const int accum = nv_loader_accum(a);
         long diff = 0, cdiff = 0;
@@ -83,7 +85,7 @@ static void compare_loaders(nv_dataset *mem, nv_dataset *st, const nv_config *cf
         CHECK(cdiff == 0, "dp %d rank %d: %ld cursors differ", dp, r, cdiff);
         CHECK(epochs >= 1, "the test should cross an epoch boundary (last epoch %llu)", (unsigned long long)epochs);
         // resume the streamed loader from the in-memory one's cursor: same stream onward
-        nv_loader *c2 = nv_loader_create_ds(st, cfg, r, dp, 2, &err);
+        nv_loader *c2 = nv_loader_create_ds(st, &cfg->data, cfg->model.structure_input, r, dp, 2, &err);
         REQUIRE(c2 && nv_loader_set_cursor(c2, ca, &err) == 0, "resume: %s", err.msg);
         long rdiff = 0;
         for (int m = 0; m < 3 * accum; m++) rdiff += !tl_batch_equal(nv_loader_next(a), nv_loader_next(c2));
@@ -219,7 +221,7 @@ int main(void) {
                   strstr(err.msg, "Fletcher32"), "message: %s", err.msg);
         printf("damaged read -> %s\n", err.msg);
     }
-    nv_loader *a = nv_loader_create_ds(mem, &cfg, 0, 1, 0, &err), *b = nv_loader_create_ds(dmg, &cfg, 0, 1, 2, &err);
+    nv_loader *a = nv_loader_create_ds(mem, &cfg.data, cfg.model.structure_input, 0, 1, 0, &err), *b = nv_loader_create_ds(dmg, &cfg.data, cfg.model.structure_input, 0, 1, 2, &err);
     REQUIRE(a && b, "loaders: %s", err.msg);
     const int accum = nv_loader_accum(a);
     nv_loader_cursor *ca = malloc(sizeof *ca), *cb = malloc(sizeof *cb);

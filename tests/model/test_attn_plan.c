@@ -76,6 +76,23 @@ static void test_keys(void) {
     printf("keys: %s\n", s);
 }
 
+// the workspace's planning key: seq_len / 32 tokens per segment on average, capped by the
+// 2-token segments a micro-batch can hold at most
+static void test_plan_segments(void) {
+    CHECK(nv_attn_plan_segments(8 * 1024, 1024) == 256, "8 rows of 1024: 256 segments");
+    CHECK(nv_attn_plan_segments(47 * 1024, 1024) == 47 * 32, "47 rows: %d", nv_attn_plan_segments(47 * 1024, 1024));
+    CHECK(nv_attn_plan_segments(2 * 256, 256) == 64, "2 rows of 256");
+    CHECK(nv_attn_plan_segments(40, 40) == 21, "one row of 40 holds at most 21 segments");
+    CHECK(nv_attn_plan_segments(1000, 1024) == 32, "a partial row counts as one");
+    CHECK(nv_attn_plan_segments(0, 1024) == 1 && nv_attn_plan_segments(5, 0) == 1, "degenerate sizes");
+    for (int i = 0; i < 200; i++) { // a property over random sizes
+        const int L = tu_int(3, 4096), rows = tu_int(1, 64), n = L * rows;
+        const int s = nv_attn_plan_segments(n, L);
+        CHECK(s >= 1 && s <= n / 2 + 1 && s <= rows * 32 && (s == rows * 32 || s == n / 2 + 1),
+              "plan segments %d for %d rows of %d", s, rows, L);
+    }
+}
+
 static void test_cache(void) {
     nv_attn_cache c = {0};
     nv_attn_key keys[100];
@@ -122,6 +139,7 @@ int main(void) {
     tu_seed();
     test_band();
     test_keys();
+    test_plan_segments();
     test_cache();
     test_choose();
     return tu_finish("attn_plan");

@@ -158,7 +158,7 @@ static void run_config(const char *name, int nov, char **ov) {
     nv_synth_defaults(&sp, 3000, cfg.data.seed);
     sp.max_len = 3 * cfg.data.seq_length; // some cropped to full rows, most short: many per row
     nv_synth_corpus(&corpus, &sp);
-    nv_loader *ld = nv_loader_create(&corpus, &cfg, 0, 1, &err);
+    nv_loader *ld = nv_loader_create(&corpus, &cfg.data, cfg.model.structure_input, 0, 1, &err);
     REQUIRE(ld, "%s", err.msg);
     const int n = cfg.data.micro_batch * cfg.data.seq_length;
     const char *why = NULL;

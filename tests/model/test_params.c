@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "data/nv_util.h"
 #include "model/flops.h"
 #include "model/params.h"
 #include "tests/testutil.h"

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "model/flops.h"
+#include "train/planner.h"
 #include "tests/testutil.h"
 
 // Sum of the tensor shapes of design section 6, written out tensor by tensor.

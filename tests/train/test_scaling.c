@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model/flops.h"
+#include "train/planner.h"
 #include "train/comm_nccl.h"
 #include "train/grad_sync.h"
 #include "tests/testutil.h"

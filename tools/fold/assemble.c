@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/shard_source.h"
 #include "data/vocab.h"
 

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "data/corpus.h"
+#include "data/shard.h"
 #include "data/h5util.h"
 
 

@@ -1,23 +1,24 @@
-// comm.cu - NCCL for the CUDA backend (design section 8): communicators per process group,
+// comm_nccl.cu - NCCL for the CUDA backend (design section 8): communicators per process group,
 // the tensor-parallel bf16 activation all-reduce, data-parallel gradient buckets on a side
 // stream ordered by events, ZeRO-1 bucketed reduce-scatter (rank-ordered fp32 sums) and the
 // all-gather of the updated weights (bf16 act copy; fp32 masters only for checkpoints). API: train/comm_nccl.h.
 //
-// STATUS: COMPILE-VERIFIED ONLY. Built and linked against NCCL 2.28 here (no GPU on the build
-// machine); not yet run on a GPU. The CPU path (train/grad_sync.c, MPI) is the tested one.
-// First GPU run to do: tests/parallel/test_parallel.sh's comparisons with [train] device=cuda
-// (DP=2 vs accumulation, TP=2 vs TP=1, ZeRO-1 on/off) at bf16 tolerances.
+// STATUS: built and linked against NCCL 2.28; not yet run on more than one GPU (the first
+// GPU run, on one H200, had no second GPU for it). The CPU path (train/grad_sync.c, MPI) is
+// the tested one. To do with 2+ GPUs: tests/parallel/test_cuda_train.sh's comparisons (DP=2
+// vs accumulation, TP=2 vs TP=1, ZeRO-1 on/off) at bf16 tolerances.
 //
-// Lives in model/cuda/ because it needs the backend's compute stream (nvc()->stream): the
-// kernels that produce gradients and activations run there, so NCCL work is ordered after
-// them without a host synchronization.
+// Lives with the trainer, which owns the process groups (train/dist.h), and reaches down to
+// the CUDA backend's compute stream (nvc()->stream, model/cuda/common.cuh): the kernels that
+// produce gradients and activations run there, so NCCL work is ordered after them without a
+// host synchronization.
 // MPI's C interface only (Open MPI / MPICH C++ bindings are deprecated and warn under nvcc)
 #define OMPI_SKIP_MPICXX 1
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 #include <nccl.h>
 
-#include "common.cuh"
+#include "model/cuda/common.cuh"
 
 extern "C" {
 #include "train/comm_nccl.h"
