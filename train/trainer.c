@@ -395,7 +395,8 @@ static void trainer_open_data(trainer *tr) {
     // every rank opens the shards (index only); one line for the job when any of them cannot
     agree_or_exit(d, nv_open_train_data(cfg, &tr->mem, &tr->corpus, &err) != 0, err.msg, 0);
     if (d->rank == 0) report_data(cfg, tr->corpus);
-    tr->loader = nv_loader_create_ds(tr->corpus, &cfg->data, cfg->model.structure_input, d->dp_rank, d->dp_size, NV_LOADER_PREFETCH, &err);
+    tr->loader = nv_loader_create_ds(tr->corpus, &cfg->data, cfg->model.structure_input,
+                                     d->dp_rank, d->dp_size, NV_LOADER_PREFETCH, &err);
     if (!tr->loader) nv_dist_abort(d, "%s", err.msg);
     tr->accum = nv_loader_accum(tr->loader);
     tr->rows = cfg->data.micro_batch;
