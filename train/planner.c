@@ -11,14 +11,25 @@
 // ----------------------------------------------------------------------------
 // memory
 
+// world = tensor x data (a world smaller than tensor counts as one data rank)
+static void layout_of(const nv_config *c, int world, int *t, int *dp) {
+    *t = c->parallel.tensor > 0 ? c->parallel.tensor : 1;
+    *dp = world / *t > 0 ? world / *t : 1;
+}
+
+// bf16 compute copy + fp32 masters (auto is sized as cuda)
+static int mixed_of(const nv_config *c) {
+    return c->train.device != NV_DEVICE_CPU && c->train.precision == NV_PREC_BF16;
+}
+
 void nv_memory_per_rank(const nv_config *c, int world, nv_memory_estimate *e) {
     const nv_model_config *m = &c->model;
     memset(e, 0, sizeof *e);
-    int t = c->parallel.tensor > 0 ? c->parallel.tensor : 1;
-    int dp = world / t > 0 ? world / t : 1;
+    int t, dp;
+    layout_of(c, world, &t, &dp);
     e->tensor = t;
     e->data = dp;
-    e->mixed = c->train.device != NV_DEVICE_CPU && c->train.precision == NV_PREC_BF16;
+    e->mixed = mixed_of(c);
     int on_gpu = c->train.device != NV_DEVICE_CPU;
     double b = e->mixed ? 2 : 4; // bytes of an activation / compute-copy element
     double P = (double)nv_param_count_local(m, t);
@@ -77,13 +88,13 @@ static void dry_flops(const nv_config *c, double *T, double *matmul, double *att
 void nv_comm_per_step(const nv_config *c, int world, const nv_hw_model *hw, nv_comm_estimate *e) {
     const nv_model_config *m = &c->model;
     memset(e, 0, sizeof *e);
-    int t = c->parallel.tensor > 0 ? c->parallel.tensor : 1;
-    int dp = world / t > 0 ? world / t : 1;
+    int t, dp;
+    layout_of(c, world, &t, &dp);
     e->tensor = t;
     e->data = dp;
     e->zero1 = c->parallel.zero1 && dp > 1;
     e->accum = c->data.micro_batch * dp > 0 ? c->data.global_batch / (c->data.micro_batch * dp) : 0;
-    const int mixed = c->train.device != NV_DEVICE_CPU && c->train.precision == NV_PREC_BF16;
+    const int mixed = mixed_of(c);
     const double act_b = mixed ? 2 : 4;
 
     double matmul, attn, heads;
