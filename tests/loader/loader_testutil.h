@@ -61,11 +61,17 @@ static inline void tl_make_corpus(nv_corpus *c, uint64_t n, const tl_lengths *m,
             t[k] = tu_uniform(0, 1) < 0.03 ? (uint8_t)tu_int(NV_TOK_N, NV_TOK_W) : (uint8_t)tu_int(NV_TOK_A, NV_TOK_U);
         if (tu_uniform(0, 1) < frac_struct) {
             tl_structure(s, lens[i]);
-            c->n_with_structure++;
             if (tu_uniform(0, 1) < 0.1 && lens[i] > 4) {
                 int a = tu_int(0, lens[i] - 1), b = tu_int(a, lens[i] - 1);
                 memset(s + a, NV_SS_UNKNOWN, (size_t)(b - a + 1));
             }
+            // counted as the shards count it: any known byte left (the unknown stretch can
+            // cover the whole sequence)
+            for (int k = 0; k < lens[i]; k++)
+                if (s[k] != NV_SS_UNKNOWN) {
+                    c->n_with_structure++;
+                    break;
+                }
         } else {
             memset(s, NV_SS_UNKNOWN, (size_t)lens[i]);
         }

@@ -141,7 +141,11 @@ int main(void) {
     CHECK(nv_dataset_streamed(st) && !nv_dataset_streamed(mem), "streamed flags");
     CHECK(nv_dataset_n_seqs(st) == c.n_seqs && nv_dataset_n_tokens(st) == c.n_tokens &&
           nv_dataset_n_with_structure(st) == c.n_with_structure && nv_dataset_n_shards(st) == n_shards,
-          "header sums differ");
+          "header sums differ: seqs %llu/%llu tokens %llu/%llu structure %llu/%llu shards %d/%d",
+          (unsigned long long)nv_dataset_n_seqs(st), (unsigned long long)c.n_seqs,
+          (unsigned long long)nv_dataset_n_tokens(st), (unsigned long long)c.n_tokens,
+          (unsigned long long)nv_dataset_n_with_structure(st), (unsigned long long)c.n_with_structure,
+          nv_dataset_n_shards(st), n_shards);
     long bad_len = 0;
     for (uint64_t i = 0; i < c.n_seqs; i++) bad_len += nv_dataset_len(st, i) != nv_corpus_len(&c, i);
     CHECK(bad_len == 0, "%ld lengths differ", bad_len);
