@@ -1,12 +1,13 @@
-// trainer.c - one training step: draw the rank's micro-batches of the global step, count
-// the loss positions of the whole global batch (so both losses are means over it), run
-// forward+backward per micro-batch (gradients accumulate), clip by the global norm, skip
-// non-finite steps, AdamW, log.
+// trainer.c - the training loop: open the run (data, model, optimizer, resume), then per
+// step draw the rank's micro-batches of the global step, count the loss positions of the
+// whole global batch (so both losses are means over it), run forward+backward per
+// micro-batch (gradients accumulate), clip by the global norm, skip non-finite steps, AdamW,
+// log, and at the step boundary checkpoint or stop. What a run needs around the loop
+// (backend choice, the training data, stop signals) is train/run_setup.c's.
 #include "train/trainer.h"
 
 #include <limits.h>
 #include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,8 +15,6 @@
 #include <zlib.h>
 
 #include "data/batch.h"
-#include "data/synth.h"
-#include "data/shard.h"
 #include "model/flops.h"
 #include "model/cpu/bf16.h"       // cpu-bf16 tensor-parallel sums
 #include "model/model.h"
@@ -29,79 +28,6 @@
 #include "train/log.h"
 #include "train/test_fault.h"
 
-#define NV_SYNTH_DEFAULT_SEQS 20000
-
-const nv_backend *nv_select_backend(const nv_config *cfg, nv_error *err) {
-    const char *why = "";
-    const int bf16 = cfg->train.precision == NV_PREC_BF16;
-    switch (cfg->train.device) {
-    case NV_DEVICE_CPU: // bf16 on the CPU: the CUDA backend's twin (same types and roundings)
-        return bf16 ? nv_backend_cpu_bf16() : nv_backend_cpu();
-    case NV_DEVICE_CUDA: {
-        if (!bf16) {
-            nv_seterr(err, "[train] precision = fp32 with device = cuda: the CUDA backend computes "
-                           "in bf16 (fp32 masters)\n---> HINT: precision = bf16, or device = cpu for fp32");
-            return NULL;
-        }
-        const nv_backend *be = nv_backend_cuda(&why);
-        if (!be) nv_seterr(err, "[train] device = cuda: %s\n---> HINT: set [train] device = cpu or auto", why);
-        return be;
-    }
-    default: { // auto: a GPU for bf16 runs when there is one, else the fp32 CPU reference
-        const nv_backend *be = bf16 ? nv_backend_cuda(&why) : NULL;
-        return be ? be : nv_backend_cpu();
-    }
-    }
-}
-
-int nv_tool_device(nv_config *cfg, const char *device) {
-    if (!strcmp(device, "cpu")) {
-        cfg->train.device = NV_DEVICE_CPU;
-        cfg->train.precision = NV_PREC_FP32;
-    } else if (!strcmp(device, "cpu-bf16")) {
-        cfg->train.device = NV_DEVICE_CPU;
-        cfg->train.precision = NV_PREC_BF16;
-    } else if (!strcmp(device, "cuda") || !strcmp(device, "auto")) {
-        cfg->train.device = device[0] == 'c' ? NV_DEVICE_CUDA : NV_DEVICE_AUTO;
-        cfg->train.precision = NV_PREC_BF16; // the CUDA backend's only precision
-    } else {
-        return -1;
-    }
-    return 0;
-}
-
-int nv_open_train_data(const nv_config *cfg, nv_corpus *mem, nv_dataset **out, nv_error *err) {
-    nv_corpus_init(mem);
-    *out = NULL;
-    if (cfg->data.train[0]) {
-        const char *spec = cfg->data.train;
-        return nv_dataset_open(&spec, 1, out, err);
-    }
-    nv_synth_params sp;
-    nv_synth_defaults(&sp, NV_SYNTH_DEFAULT_SEQS, cfg->data.seed);
-    nv_synth_corpus(mem, &sp);
-    *out = nv_dataset_wrap(mem);
-    return 0;
-}
-
-// The data line, and a hint for shards whose chunks make random reads slow.
-static void report_data(const nv_config *cfg, nv_dataset *ds) {
-    printf("data: %s: %llu sequences, %llu tokens (%llu with structure)", cfg->data.train[0] ? cfg->data.train
-           : "synthetic (in-process)", (unsigned long long)nv_dataset_n_seqs(ds),
-           (unsigned long long)nv_dataset_n_tokens(ds), (unsigned long long)nv_dataset_n_with_structure(ds));
-    if (nv_dataset_streamed(ds))
-        printf("; streamed from %d shard(s), index %.1f MiB per rank", nv_dataset_n_shards(ds),
-               (double)nv_dataset_index_bytes(ds) / 1048576.0);
-    printf("\n");
-    const uint64_t chunk = nv_dataset_max_chunk(ds);
-    if (chunk > ((uint64_t)NV_SHARD_CHUNK_KB << 12)) // 4x the default: old shards
-        fprintf(stderr, "nvwa: warning: [data] train has shards with %llu KiB chunks: every random read inflates "
-                        "a whole chunk\n---> HINT: rewrite them with this nvwa-prep (--chunk-kb %d) for faster "
-                        "streaming\n", (unsigned long long)(chunk >> 10), NV_SHARD_CHUNK_KB);
-}
-
-
-
 static double rss_gib(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, rss = 0;
@@ -110,24 +36,6 @@ static double rss_gib(void) {
         fclose(f);
     }
     return (double)rss * (double)sysconf(_SC_PAGESIZE) / (1024.0 * 1024.0 * 1024.0);
-}
-
-// SIGTERM / SIGUSR1 (SLURM's warning before the time limit) only set this flag; the ranks
-// agree on it at the next step boundary, save and exit 0. A signal handler can reach
-// nothing else, hence the one file-scope variable.
-static volatile sig_atomic_t stop_signal = 0;
-static void on_stop_signal(int sig) { stop_signal = sig; }
-
-void nv_install_stop_handlers(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    // a file-size limit (RLIMIT_FSIZE) is a write error (EFBIG) that the checkpoint and log
-    // writers report, not a silent kill by SIGXFSZ
-    signal(SIGXFSZ, SIG_IGN);
 }
 
 // What a checkpoint holds of this rank, gathered from (or scattered to) the training state.
@@ -394,7 +302,7 @@ static void trainer_open_data(trainer *tr) {
     nv_error err;
     // every rank opens the shards (index only); one line for the job when any of them cannot
     agree_or_exit(d, nv_open_train_data(cfg, &tr->mem, &tr->corpus, &err) != 0, err.msg, 0);
-    if (d->rank == 0) report_data(cfg, tr->corpus);
+    if (d->rank == 0) nv_report_train_data(cfg, tr->corpus);
     tr->loader = nv_loader_create_ds(tr->corpus, &cfg->data, cfg->model.structure_input,
                                      d->dp_rank, d->dp_size, NV_LOADER_PREFETCH, &err);
     if (!tr->loader) nv_dist_abort(d, "%s", err.msg);
@@ -711,7 +619,7 @@ static int step_boundary(trainer *tr, long step) {
     const nv_dist *d = tr->d;
     tr->t_window += nv_eval_hook_step(&tr->eval_hook, tr->model, tr->corpus, cfg, d, &tr->lg, step + 1);
     const long done = step + 1;
-    int stop = stop_signal != 0 ||
+    int stop = nv_stop_signal() != 0 ||
                (cfg->train.exit_after_minutes > 0 && nv_now() - tr->t_start >= 60.0 * cfg->train.exit_after_minutes);
     nv_allreduce_max_int(d, d->comm_world, &stop, 1);
     const int periodic = cfg->checkpoint.every > 0 && done % cfg->checkpoint.every == 0;
@@ -719,7 +627,7 @@ static int step_boundary(trainer *tr, long step) {
         save_checkpoint(cfg, d, &tr->ts, done);
     if (stop && d->rank == 0)
         printf("stopping after step %ld (%s)%s\n", done,
-               stop_signal ? "signal" : "[train] exit-after-minutes",
+               nv_stop_signal() ? "signal" : "[train] exit-after-minutes",
                cfg->checkpoint.dir[0] ? "; resume with the same command" : "; no [checkpoint] dir, nothing saved");
     return stop;
 }
