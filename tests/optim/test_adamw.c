@@ -30,10 +30,14 @@ int main(void) {
     const long total = 10;
     for (int bi = 0; bi < 2; bi++) {
         const nv_backend *be = bi ? nv_backend_cpu() : nv_backend_cpu_f64();
-        const double tol = bi ? 2e-6 : 1e-13;
+        // Rounding bound per element: each step rounds w and its update once in the state
+        // type (unit roundoff u), and the errors add up (AdamW neither amplifies them nor
+        // feeds w into m, v): |out - ref| <= 8 u sum_s (|w_s+1| + lr |update_s|). Relative
+        // to the final |w| instead, an element that crosses zero fails by chance.
+        const double u = bi ? ldexp(1.0, -24) : ldexp(1.0, -53);
         size_t N = t.total;
         double *w = nv_calloc(N, 8), *ref = nv_calloc(N, 8), *m = nv_calloc(N, 8), *v = nv_calloc(N, 8),
-               *g = nv_calloc(N, 8), *out = nv_calloc(N, 8);
+               *g = nv_calloc(N, 8), *out = nv_calloc(N, 8), *acc = nv_calloc(N, 8);
         for (size_t i = 0; i < N; i++) w[i] = ref[i] = tu_normal();
         void *dw = be->alloc(N * be->state_bytes), *dg = be->alloc(N * be->state_bytes);
         be->upload_state(dw, w, N);
@@ -59,19 +63,26 @@ int main(void) {
                     m[i] = oc.beta1 * m[i] + (1 - oc.beta1) * gi;
                     v[i] = oc.beta2 * v[i] + (1 - oc.beta2) * gi * gi;
                     double mh = m[i] / (1 - b1t), vh = v[i] / (1 - b2t);
-                    ref[i] -= lr * (mh / (sqrt(vh) + oc.eps) + wd * ref[i]);
+                    const double upd = mh / (sqrt(vh) + oc.eps) + wd * ref[i];
+                    ref[i] -= lr * upd;
+                    acc[i] += fabs(ref[i]) + lr * fabs(upd);
                 }
             }
         }
         be->download_state(out, dw, N);
-        double worst = 0;
-        for (size_t i = 0; i < N; i++) worst = fmax(worst, fabs(out[i] - ref[i]) / fmax(fabs(ref[i]), 1e-3));
-        CHECK(worst < tol, "%s: AdamW after %d steps deviates by %.3e (tol %.1e)", be->name, steps, worst, tol);
-        printf("%s backend: AdamW max relative deviation %.3e over %d steps\n", be->name, worst, steps);
+        double worst = 0, dev = 0;
+        for (size_t i = 0; i < N; i++) {
+            worst = fmax(worst, fabs(out[i] - ref[i]) / (8 * u * acc[i]));
+            dev = fmax(dev, fabs(out[i] - ref[i]));
+        }
+        CHECK(worst <= 1, "%s: AdamW after %d steps deviates by %.2f of its rounding bound", be->name,
+              steps, worst);
+        printf("%s backend: AdamW after %d steps: max deviation %.3e, %.3f of the rounding bound\n",
+               be->name, steps, dev, worst);
         nv_adamw_free(&o);
         be->free(dw);
         be->free(dg);
-        free(w); free(ref); free(m); free(v); free(g); free(out);
+        free(w); free(ref); free(m); free(v); free(g); free(out); free(acc);
     }
 
     // schedule
