@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scaling_table.sh - the layout tables of docs/scaling.md, from the same formulas
-# `nvwa-train --dry-run` uses (model/flops.c: nv_memory_per_rank, nv_comm_per_step).
+# `nvwa-train --dry-run` uses (train/planner.c: nv_memory_per_rank, nv_comm_per_step).
 #
 #   tools/scaling_table.sh BUILD_DIR                       print the tables (markdown)
 #   tools/scaling_table.sh BUILD_DIR --update docs/scaling.md
