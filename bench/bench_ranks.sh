@@ -3,7 +3,7 @@
 # same global batch (16 rows x 256 tokens, micro-batch 8): one rank accumulating 2
 # micro-batches (1 and 2 OpenMP threads), data-parallel 2 (1 micro-batch each), tensor 2
 # (2 micro-batches each). Next to each: the all-reduce bytes per step per rank that the
-# communication model (model/flops.c, nvwa-train --dry-run) gives for that layout.
+# communication model (train/planner.c, nvwa-train --dry-run) gives for that layout.
 # Writes bench/results/ranks-<date>.md with the date, machine, load, commit and config.
 #
 #   bench/bench_ranks.sh [BUILD_DIR] [REPS] [STEPS]      (defaults: build, 3, 15)
@@ -71,7 +71,7 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
   echo "- commit: $(git -C "$src" rev-parse --short HEAD)$(git -C "$src" diff --quiet HEAD -- train model 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "- config: configs/tiny.ini (3 layers, d 96, ffn 256, ~0.35M parameters), synthetic data, global batch 16 rows x 256 tokens, micro-batch 8, fp32, device cpu"
   echo "- method: $reps runs x $steps steps per layout; per run the median of steps $((skip + 1))..$steps (jsonl step_time, tokens_per_s of real tokens), then the median (and range) over runs; 2 ranks: \`mpirun --oversubscribe --bind-to none -np 2\`, OMP_NUM_THREADS per rank as listed"
-  echo "- model bytes: what one rank sends per step (= receives) by the formulas of model/flops.c (\`nvwa-train --dry-run\`): ring all-reduce 2(n-1)/n x fp32 gradients; tensor all-reduces 4 per layer per micro-batch of 8 x 256 x 96 fp32"
+  echo "- model bytes: what one rank sends per step (= receives) by the formulas of train/planner.c (\`nvwa-train --dry-run\`): ring all-reduce 2(n-1)/n x fp32 gradients; tensor all-reduces 4 per layer per micro-batch of 8 x 256 x 96 fp32"
   echo "- command: \`bench/bench_ranks.sh $build $reps $steps\`"
   echo
   echo "| layout | ranks | threads/rank | accum | step time (s), median | range over runs | tokens/s | model DP all-reduce MiB/step/rank | model TP all-reduce MiB/step/rank |"

@@ -1,4 +1,4 @@
-// test_scaling.c - the communication model of model/flops.c (nv_comm_per_step) against
+// test_scaling.c - the communication model of train/planner.c (nv_comm_per_step) against
 // values worked by hand, the GPU ZeRO-1 shard ranges (nv_zero1_range_nccl) against the
 // collectives they feed, and the --dry-run report's new sections.
 #include <math.h>
