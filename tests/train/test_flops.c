@@ -1,6 +1,7 @@
-// test_flops.c - model/flops.c and train/planner.c against independent counts: the parameter count against the
-// tensor shapes of design section 6 listed here, K_l against brute-force counting of
-// visible pairs, FLOPs of small cases worked by hand, and memory-estimate invariants.
+// test_flops.c - model/flops.c and train/planner.c against independent counts: the
+// parameter count against the tensor shapes of design section 6 listed here, K_l against
+// brute-force counting of visible pairs, FLOPs of small cases worked by hand, and
+// memory-estimate invariants.
 #include <string.h>
 
 #include "model/flops.h"
