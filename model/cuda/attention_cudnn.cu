@@ -201,8 +201,8 @@ static attn_graph *build(const nv_attn_key &k) {
     return ag;
 }
 
-// the cached graph of a key (built at its first use); NULL with g_cd.why when unusable
-static attn_graph *graph_for(const nv_attn_key &k) {
+// the cached graph of a key, built at its first use (NULL g: cuDNN cannot serve it, why says why)
+static attn_graph *graph_cached(const nv_attn_key &k) {
     cd_init();
     attn_graph *ag = (attn_graph *)nv_attn_cache_find(&g_cd.cache, &k);
     if (!ag) {
@@ -211,9 +211,17 @@ static attn_graph *graph_for(const nv_attn_key &k) {
         if (getenv("NVWA_CUDA_VERBOSE")) {
             char s[160];
             nv_attn_key_str(&k, s, sizeof s);
-            fprintf(stderr, "cudnn attention graph %s: %s\n", s, ag->g ? "built" : ag->why.c_str());
+            fprintf(stderr, "cudnn attention graph %s: %s (workspace %.1f MiB)\n", s,
+                    ag->g ? "built" : ag->why.c_str(), ag->ws / 1048576.0);
         }
     }
+    return ag;
+}
+
+// the graph of a call: NULL with g_cd.why when cuDNN cannot serve it or it needs more
+// workspace than was reserved
+static attn_graph *graph_for(const nv_attn_key &k) {
+    attn_graph *ag = graph_cached(k);
     if (!ag->g) {
         g_cd.why = ag->why;
         return NULL;
@@ -309,14 +317,6 @@ extern "C" size_t nv_cuda_cudnn_workspace_cap(void) {
     return (size_t)(mb > 0 ? mb : 0) << 20;
 }
 
-static attn_graph *graph_cached(const nv_attn_key &k) {
-    attn_graph *ag = (attn_graph *)nv_attn_cache_find(&g_cd.cache, &k);
-    if (!ag) {
-        ag = build(k);
-        NVC_REQUIRE(nv_attn_cache_put(&g_cd.cache, &k, ag) == 0, "out of host memory for the cuDNN graph cache");
-    }
-    return ag;
-}
 
 void nvc_cudnn_attn_prepare(int max_tokens, int seq_len, int H, int dh, int local_window) {
     if (max_tokens <= 0) return;
