@@ -186,7 +186,9 @@ int main(int argc, char **argv) {
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, nvc()->device));
     char commit[64] = "unknown";
-    FILE *p = popen("git rev-parse --short HEAD 2>/dev/null", "r");
+    // the device build records its commit (tools/device-prepare): the copied tree's git may not
+    FILE *p = popen("{ head -c 7 \"$NVWA_BUILD_ROOT/COMMIT\" && echo; } 2>/dev/null || "
+                    "git rev-parse --short HEAD 2>/dev/null", "r");
     if (p) {
         if (fgets(commit, sizeof commit, p)) commit[strcspn(commit, "\n")] = 0;
         pclose(p);
