@@ -21,10 +21,11 @@
 // nvc_cudnn_attn_prepare), so no step allocates. Rows past every segment (pads) are not
 // touched here.
 //
-// STATUS: its kernels ran on an H200 (under racecheck, 2026-12-04), but the first run sized
-// the workspace for the worst batch and never compared it (bench/results/gpu-h200-2026-12-04.md);
-// the sizing below is the fix, not yet run. tests/model/test_cuda_kernels.c checks it against
-// the CPU and the hand-written kernel.
+// STATUS: compared on an H200 (2026-12-04, second run): forward and backward within 0.22 of
+// tolerance of cpu-bf16 and bitwise repeatable (bench/results/gpu-h200-2026-12-04b.md). The
+// chunked backward (bwd_plan) came after that run: tests/model/test_cuda_kernels.c checks it
+// against the CPU on the next GPU.
+
 #include "common.cuh"
 #include "cuda_api.h"
 #include "model/cuda/attn_plan.h"
@@ -61,6 +62,7 @@ static struct {
     int64_t *off;       // device: ragged offsets [3][cap + 1] (qkv rows, d rows, H rows)
     int32_t *lens;      // device: [cap] segment lengths (0 past n_segs)
     int cap;            // segments the buffers hold
+    int test_chunk;     // > 0: backward chunks of at most this many segments (tests)
     std::string why;    // why the last call could not run
 } g_cd;
 
@@ -99,7 +101,9 @@ static void cd_reserve(int cap) {
 }
 
 // offsets of B + 1 segment starts (past n_segs: the end of the last) in elements of each
-// tensor, and the lengths (0 for unused entries)
+// tensor, and the lengths (0 for unused entries). The offsets are absolute (from the start of
+// the packed buffers), so a chunk of a micro-batch's segments (nvc_cudnn_attn_bwd) runs on the
+// same base pointers as the whole batch.
 __global__ void ragged_kernel(int64_t *off, int32_t *lens, const int32_t *start, const int32_t *len,
                               int n_segs, int B, int d, int H) {
     const int end = n_segs > 0 ? start[n_segs - 1] + len[n_segs - 1] : 0;
@@ -251,10 +255,11 @@ static nv_attn_key key_of(int bwd, const nv_attn_segs *segs, int n, int H, int d
     return nv_attn_key_make(bwd, segs->n_segs, segs->max_len, n, H, dh, window);
 }
 
-static void set_ragged(const nv_attn_key &k, const nv_attn_segs *segs) {
+// segments first .. first + count - 1 of the batch as the key's B entries
+static void set_ragged(const nv_attn_key &k, const nv_attn_segs *segs, int first, int count) {
     cd_reserve(k.b_cap);
     ragged_kernel<<<(k.b_cap + 256) / 256, 256, 0, nvc()->stream>>>(
-        g_cd.off, g_cd.lens, segs->start, segs->len, segs->n_segs, k.b_cap, k.H * k.dh, k.H);
+        g_cd.off, g_cd.lens, segs->start + first, segs->len + first, count, k.b_cap, k.H * k.dh, k.H);
     LAUNCH_CHECK();
 }
 
@@ -273,7 +278,7 @@ int nvc_cudnn_attn_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs
     const nv_attn_key k = key_of(0, segs, n, H, dh, window);
     attn_graph *ag = graph_for(k);
     if (!ag) return -1;
-    set_ragged(k, segs);
+    set_ragged(k, segs, 0, segs->n_segs);
     const size_t d = (size_t)H * dh, B1 = (size_t)k.b_cap + 1;
     bf16 *x = (bf16 *)qkv;
     int64_t *oq = g_cd.off, *od = g_cd.off + B1, *oh = g_cd.off + 2 * B1;
@@ -284,23 +289,63 @@ int nvc_cudnn_attn_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs
     return run(ag, p);
 }
 
+// The backward of a batch whose graph needs more workspace than was reserved runs in chunks
+// of consecutive segments: attention never crosses a segment, so each chunk is a smaller
+// problem on the same buffers (absolute ragged offsets), and cuDNN's workspace, which grows
+// with segments x longest segment, is that of the chunk's graph. A micro-batch of 45
+// RNAcentral-like rows (over 100 segments) needed 8 GiB as one graph (H200, 2026-12-04) and
+// ran the hand-written kernel, 3x slower. The chunk is the largest power-of-two segment count
+// whose graph fits, decided by the batch's shape alone (reproducible). Sets *chunk; NULL with
+// g_cd.why when no chunk of 8 or more segments fits.
+static attn_graph *bwd_plan(const nv_attn_segs *segs, int n, int H, int dh, int window,
+                            nv_attn_key *key, int *chunk) {
+    *key = key_of(1, segs, n, H, dh, window);
+    *chunk = segs->n_segs;
+    const int forced = g_cd.test_chunk > 0 && segs->n_segs > g_cd.test_chunk;
+    attn_graph *ag = NULL;
+    if (!forced) { // the whole batch when it fits (or cuDNN cannot serve the shape at all)
+        ag = graph_for(*key);
+        if (ag || !graph_cached(*key)->g) return ag;
+    }
+    const std::string whole = g_cd.why;
+    for (int b = key->b_cap / 2; b >= 8; b /= 2) {
+        if (forced && b > g_cd.test_chunk) continue;
+        const nv_attn_key kb = nv_attn_key_make(1, b, segs->max_len, n, H, dh, window);
+        if ((ag = graph_for(kb))) {
+            *key = kb;
+            *chunk = b;
+            return ag;
+        }
+    }
+    if (!forced) g_cd.why = whole + "; no chunk of 8 or more segments fits either";
+    return NULL;
+}
+
 int nvc_cudnn_attn_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,
                        const void *lse, const nv_attn_segs *segs, int n, int H, int dh, int window) {
-    const nv_attn_key k = key_of(1, segs, n, H, dh, window);
-    attn_graph *ag = graph_for(k);
+    nv_attn_key k;
+    int chunk;
+    attn_graph *ag = bwd_plan(segs, n, H, dh, window, &k, &chunk);
     if (!ag) return -1;
-    set_ragged(k, segs);
     const size_t d = (size_t)H * dh, B1 = (size_t)k.b_cap + 1;
     bf16 *x = (bf16 *)qkv, *g = (bf16 *)dqkv;
-    int64_t *oq = g_cd.off, *od = g_cd.off + B1, *oh = g_cd.off + 2 * B1;
-    std::unordered_map<int64_t, void *> p = {
-        {U_Q, x}, {U_K, x + d}, {U_V, x + 2 * d}, {U_O, (void *)out}, {U_DO, (void *)dout},
-        {U_STATS, (void *)lse}, {U_DQ, g}, {U_DK, g + d}, {U_DV, g + 2 * d},
-        {U_SEQ_Q, g_cd.lens}, {U_SEQ_KV, g_cd.lens}, {U_OFF_Q, oq}, {U_OFF_K, oq},
-        {U_OFF_V, oq}, {U_OFF_O, od}, {U_OFF_DO, od}, {U_OFF_STATS, oh}, {U_OFF_DQ, oq},
-        {U_OFF_DK, oq}, {U_OFF_DV, oq}};
-    return run(ag, p);
+    for (int first = 0; first < segs->n_segs; first += chunk) {
+        const int count = segs->n_segs - first < chunk ? segs->n_segs - first : chunk;
+        set_ragged(k, segs, first, count); // (one stream: the previous chunk has read them)
+        int64_t *oq = g_cd.off, *od = g_cd.off + B1, *oh = g_cd.off + 2 * B1;
+        std::unordered_map<int64_t, void *> p = {
+            {U_Q, x}, {U_K, x + d}, {U_V, x + 2 * d}, {U_O, (void *)out}, {U_DO, (void *)dout},
+            {U_STATS, (void *)lse}, {U_DQ, g}, {U_DK, g + d}, {U_DV, g + 2 * d},
+            {U_SEQ_Q, g_cd.lens}, {U_SEQ_KV, g_cd.lens}, {U_OFF_Q, oq}, {U_OFF_K, oq},
+            {U_OFF_V, oq}, {U_OFF_O, od}, {U_OFF_DO, od}, {U_OFF_STATS, oh}, {U_OFF_DQ, oq},
+            {U_OFF_DK, oq}, {U_OFF_DV, oq}};
+        if (run(ag, p) != 0) return -1;
+    }
+    return 0;
 }
+
+// Tests: backward chunks of at most max_segs segments (0: only when the workspace asks).
+extern "C" void nv_cuda_cudnn_test_chunk(int max_segs) { g_cd.test_chunk = max_segs; }
 
 const char *nvc_cudnn_attn_why(void) { return g_cd.why.c_str(); }
 
@@ -354,7 +399,10 @@ void nvc_cudnn_attn_prepare(int max_tokens, int seq_len, int H, int dh, int loca
 
 extern "C" int nv_cuda_cudnn_attention_ok(int bwd, const nv_attn_segs *segs, int n, int H, int dh,
                                           int window, const char **why) {
-    attn_graph *ag = graph_for(key_of(bwd, segs, n, H, dh, window));
+    nv_attn_key k;
+    int chunk;
+    attn_graph *ag = bwd ? bwd_plan(segs, n, H, dh, window, &k, &chunk)
+                         : graph_for(key_of(bwd, segs, n, H, dh, window));
     if (why) *why = ag ? NULL : g_cd.why.c_str();
     return ag != NULL;
 }
@@ -370,6 +418,7 @@ const char *nvc_cudnn_attn_why(void) {
 }
 void nvc_cudnn_attn_prepare(int, int, int, int, int) {}
 extern "C" size_t nv_cuda_cudnn_workspace_cap(void) { return 0; }
+extern "C" void nv_cuda_cudnn_test_chunk(int) {}
 extern "C" int nv_cuda_cudnn_attention_ok(int, const nv_attn_segs *, int, int, int, int, const char **why) {
     if (why) *why = nvc_cudnn_attn_why();
     return 0;

@@ -30,6 +30,10 @@ struct nv_attn_segs;
 int nv_cuda_cudnn_attention_ok(int bwd, const struct nv_attn_segs *segs, int n, int H, int dh,
                                int window, const char **why);
 
+// Tests: cuDNN's attention backward runs in chunks of at most max_segs consecutive segments
+// (as it does when a batch's one graph needs more workspace than was reserved); 0: only then.
+void nv_cuda_cudnn_test_chunk(int max_segs);
+
 // The most device memory cuDNN's attention may reserve for its workspace, in bytes
 // (NVWA_CUDNN_WORKSPACE_MB, default 4096; 0 without cuDNN): memory planning counts it.
 #include <stddef.h>
