@@ -22,7 +22,8 @@
 #   step         bench_step 1.6b at seq 1024, largest micro-batch: tokens/s, MFU, GEMM rate,
 #                peak memory, per-op table
 #   attention    bench_attention native vs cuDNN: dh 64/128, global / window 128, full rows
-#                and RNAcentral-like segments
+#                and RNAcentral-like segments; the 1.6B step's 45 rows with cuDNN's backward
+#                in chunks of 32 segments
 #   bandwidth    bench_kernels: achieved bandwidth of the memory-bound kernels
 #   synccheck, initcheck  the other two sanitizers, if time is left
 #   torch        bench/torch_ref.py --bench: PyTorch on the same GPU, same config and batch
@@ -123,6 +124,10 @@ attn() {
   for dh in 64 128; do for w in 0 128; do for sg in full rnacentral; do
     "$B/bench/bench_attention" --seq 1024 --rows 16 --heads $((2048 / dh)) --dh $dh --window $w --segments $sg || return $?
   done; done; done
+  # the 1.6B step's case: 45 RNAcentral-like rows, the backward in chunks of 32 segments
+  for w in 0 128; do
+    "$B/bench/bench_attention" --seq 1024 --rows 45 --heads 32 --dh 64 --window $w --segments rnacentral --chunk 32 --iters 10 || return $?
+  done
 }
 export -f attn
 step attention 90 "TFLOP/s" attn
