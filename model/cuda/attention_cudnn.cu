@@ -297,28 +297,41 @@ int nvc_cudnn_attn_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs
 // ran the hand-written kernel, 3x slower. The chunk is the largest power-of-two segment count
 // whose graph fits, decided by the batch's shape alone (reproducible). Sets *chunk; NULL with
 // g_cd.why when no chunk of 8 or more segments fits.
+typedef struct {
+    const nv_attn_segs *segs;
+    int n, H, dh, window;
+    attn_graph *ag;     // the graph that fits, and its key
+    nv_attn_key key;
+    int whole;          // fits(0): 1, 0, -1 (cannot be built); 2 = not asked (forced chunks)
+    std::string why;    // why the whole batch's graph does not fit or cannot be built
+} chunk_ctx;
+
+// nv_attn_plan_chunk's question: does the graph of b segments (0: the whole batch) fit?
+static int chunk_fits(void *p, int b) {
+    chunk_ctx *c = (chunk_ctx *)p;
+    const nv_attn_key k = b ? nv_attn_key_make(1, b, c->segs->max_len, c->n, c->H, c->dh, c->window)
+                            : key_of(1, c->segs, c->n, c->H, c->dh, c->window);
+    int r = 1;
+    if ((c->ag = graph_for(k))) c->key = k;
+    else r = graph_cached(k)->g ? 0 : -1;
+    if (!b) {
+        c->whole = r;
+        c->why = g_cd.why;
+    }
+    return r;
+}
+
 static attn_graph *bwd_plan(const nv_attn_segs *segs, int n, int H, int dh, int window,
                             nv_attn_key *key, int *chunk) {
-    *key = key_of(1, segs, n, H, dh, window);
-    *chunk = segs->n_segs;
-    const int forced = g_cd.test_chunk > 0 && segs->n_segs > g_cd.test_chunk;
-    attn_graph *ag = NULL;
-    if (!forced) { // the whole batch when it fits (or cuDNN cannot serve the shape at all)
-        ag = graph_for(*key);
-        if (ag || !graph_cached(*key)->g) return ag;
+    chunk_ctx c = {segs, n, H, dh, window, NULL, nv_attn_key(), 2, std::string()};
+    *chunk = nv_attn_plan_chunk(segs->n_segs, g_cd.test_chunk, chunk_fits, &c);
+    if (*chunk <= 0) { // say why the whole batch cannot run, and that no chunk can either
+        if (c.whole == 0) g_cd.why = c.why + "; no chunk of 8 or more segments fits either";
+        else if (c.whole < 0) g_cd.why = c.why;
+        return NULL;
     }
-    const std::string whole = g_cd.why;
-    for (int b = key->b_cap / 2; b >= 8; b /= 2) {
-        if (forced && b > g_cd.test_chunk) continue;
-        const nv_attn_key kb = nv_attn_key_make(1, b, segs->max_len, n, H, dh, window);
-        if ((ag = graph_for(kb))) {
-            *key = kb;
-            *chunk = b;
-            return ag;
-        }
-    }
-    if (!forced) g_cd.why = whole + "; no chunk of 8 or more segments fits either";
-    return NULL;
+    *key = c.key;
+    return c.ag;
 }
 
 int nvc_cudnn_attn_bwd(void *dqkv, const void *dout, const void *qkv, const void *out,

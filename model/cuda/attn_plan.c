@@ -19,6 +19,17 @@ int nv_attn_plan_segments(int max_tokens, int seq_len) {
     return segs > 0 ? (int)segs : 1;
 }
 
+int nv_attn_plan_chunk(int n_segs, int forced, int (*fits)(void *ctx, int b), void *ctx) {
+    const int chunked = forced > 0 && n_segs > forced;
+    if (!chunked) {
+        const int whole = fits(ctx, 0);
+        if (whole != 0) return whole > 0 ? n_segs : 0;
+    }
+    for (int b = nv_attn_pow2(n_segs, 8) / 2; b >= 8; b /= 2)
+        if ((!chunked || b <= forced) && fits(ctx, b) > 0) return b;
+    return 0;
+}
+
 nv_attn_key nv_attn_key_make(int bwd, int n_segs, int max_len, int n_tokens, int H, int dh,
                              int window) {
     nv_attn_key k;

@@ -38,6 +38,12 @@ int nv_attn_key_eq(const nv_attn_key *a, const nv_attn_key *b);
 // its workspace by segments x longest segment, so the worst case, 2-token segments, would
 // not fit), at most max_tokens / 2 + 1 (every segment has <cls> and <eos>), at least 1.
 int nv_attn_plan_segments(int max_tokens, int seq_len);
+// The segments per call of a backward (attention_cudnn.cu): the whole batch (n_segs) when its
+// graph fits (fits(ctx, 0) == 1); else the largest power of two b, 8 <= b < nv_attn_pow2(n_segs,
+// 8), whose graph fits (fits(ctx, b) == 1); 0 when none does, or at once when the whole batch's
+// graph cannot be built at all (fits(ctx, 0) < 0: no smaller one can either). forced > 0
+// (tests, benchmarks): chunks of at most `forced` segments whenever n_segs exceeds it.
+int nv_attn_plan_chunk(int n_segs, int forced, int (*fits)(void *ctx, int b), void *ctx);
 // One line for logs: "fwd B<=128 S<=1024 n=16384 H=16 dh=64 window 128".
 void nv_attn_key_str(const nv_attn_key *k, char *buf, size_t size);
 

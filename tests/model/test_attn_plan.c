@@ -7,6 +7,8 @@
 //    does not; a band at least as wide as the longest segment is the global graph; the
 //    capacities bound the shapes they serve;
 //  - the cache finds what was put, and only that, across growth;
+//  - the backward's chunk of segments when a batch's graph needs more workspace than was
+//    reserved (a model of the workspace, brute force over random sizes);
 //  - the choice: native / cudnn / auto against every (support, timing) case.
 #include <string.h>
 
@@ -93,6 +95,49 @@ static void test_plan_segments(void) {
     }
 }
 
+// a model of cuDNN's backward workspace: a graph of B segments (B the power of two of the key)
+// needs B units; `reserved` units fit. Records what was asked.
+typedef struct { int n, reserved, broken, asked[64], n_asked; } ws_model;
+static int ws_fits(void *p, int b) {
+    ws_model *m = p;
+    if (m->n_asked < 64) m->asked[m->n_asked++] = b;
+    if (m->broken) return -1;
+    const int B = b ? b : nv_attn_pow2(m->n, 8);
+    return B <= m->reserved;
+}
+
+static void test_plan_chunk(void) {
+    // the 1.6B step on the H200: 45 rows, ~300 segments, 32 segments' workspace reserved
+    ws_model m = {300, 32, 0, {0}, 0};
+    CHECK(nv_attn_plan_chunk(300, 0, ws_fits, &m) == 32, "300 segments, 32 reserved");
+    m = (ws_model){20, 32, 0, {0}, 0};
+    CHECK(nv_attn_plan_chunk(20, 0, ws_fits, &m) == 20 && m.n_asked == 1, "a batch that fits runs whole");
+    m = (ws_model){300, 4, 0, {0}, 0};
+    CHECK(nv_attn_plan_chunk(300, 0, ws_fits, &m) == 0, "not even 8 segments fit: none");
+    for (int i = 0; i < m.n_asked; i++) CHECK(m.asked[i] == 0 || m.asked[i] >= 8, "asked about %d segments", m.asked[i]);
+    m = (ws_model){300, 1 << 20, 1, {0}, 0};
+    CHECK(nv_attn_plan_chunk(300, 0, ws_fits, &m) == 0 && m.n_asked == 1, "a graph that cannot be built: no chunks tried");
+    m = (ws_model){20, 1 << 20, 0, {0}, 0};
+    CHECK(nv_attn_plan_chunk(20, 8, ws_fits, &m) == 8, "forced chunks of 8");
+    for (int i = 0; i < m.n_asked; i++) CHECK(m.asked[i] != 0 && m.asked[i] <= 8, "forced: asked about %d", m.asked[i]);
+    m = (ws_model){6, 1 << 20, 0, {0}, 0};
+    CHECK(nv_attn_plan_chunk(6, 8, ws_fits, &m) == 6, "forced 8, 6 segments: whole");
+    // random: the chunk is the brute-force largest power of two that fits, and covers the batch
+    for (int it = 0; it < 2000; it++) {
+        const int n = tu_int(1, 5000), reserved = 1 << tu_int(0, 14);
+        m = (ws_model){n, reserved, 0, {0}, 0};
+        const int c = nv_attn_plan_chunk(n, 0, ws_fits, &m);
+        int want = 0;
+        if (nv_attn_pow2(n, 8) <= reserved) want = n;
+        else
+            for (int b = 8; b < nv_attn_pow2(n, 8); b *= 2)
+                if (b <= reserved) want = b;
+        CHECK(c == want, "n %d reserved %d: chunk %d, want %d", n, reserved, c, want);
+        CHECK(c == 0 || (c <= n && (long)((n + c - 1) / c) * c >= n), "chunks of %d cover %d segments", c, n);
+    }
+    printf("plan chunk: ok\n");
+}
+
 static void test_cache(void) {
     nv_attn_cache c = {0};
     nv_attn_key keys[100];
@@ -140,6 +185,7 @@ int main(void) {
     test_band();
     test_keys();
     test_plan_segments();
+    test_plan_chunk();
     test_cache();
     test_choose();
     return tu_finish("attn_plan");
