@@ -4,7 +4,12 @@
 // that fits one window, builds the trainer's batch by hand (<cls> seq <eos>, structure input
 // hidden, every nucleotide selected) and compares nv_model_step's hidden rows and
 // selected-row logits with /hidden, /mlm_logits, /struct_logits (<= 1e-5). Also /offsets,
-// /ids, /pooled (mean of the rows) and the root attributes.
+// /ids, /pooled (mean of the rows) and the root attributes. On cpu-bf16 a logit may also
+// differ by one bf16 step (at most 1% of them): the heads run on the selected rows, and
+// nvwa-embed selects every row of its batch where this check selects one sequence; the fp32
+// GEMM before the bf16 rounding then runs over another row count, which may change how
+// OpenBLAS blocks its sums, and a value near a rounding boundary lands on the other side
+// (seed 23075: 1 logit of 14972).
 #include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
@@ -31,6 +36,22 @@ static float *read_f32(hid_t f, const char *name, hsize_t *rows, hsize_t *cols) 
     *rows = dims[0];
     *cols = dims[1];
     return buf;
+}
+
+// |a - b|, less one bf16 step of the larger when bf16 and they are exactly that far apart
+// (counted in *flips)
+static double logit_err(double a, double b, int bf16, long *flips) {
+    const double e = fabs(a - b), m = fmax(fabs(a), fabs(b));
+    if (bf16 && e > 0 && m > 0) {
+        int ex;
+        frexp(m, &ex); // m = f 2^ex, f in [0.5, 1): one bf16 step (8 significant bits) is 2^(ex - 8)
+        const double step = ldexp(1.0, ex - 8);
+        if (e == step || e == step / 2) { // (a and b on either side of a power of two: half)
+            (*flips)++;
+            return 0;
+        }
+    }
+    return e;
 }
 
 int main(int argc, char **argv) {
@@ -83,6 +104,8 @@ int main(int argc, char **argv) {
     uint64_t i = 0;
     int compared = 0;
     double dh = 0, dl = 0, dsx = 0, dp = 0;
+    const int bf16 = be == nv_backend_cpu_bf16();
+    long flips = 0, nlog = 0; // logits one bf16 step apart (cpu-bf16), logits compared
     while (nv_seqreader_next(rd, &rec, &err) == 1) {
         REQUIRE(i < np, "more records than /ids");
         CHECK(strcmp(ids[i], rec.id) == 0, "id %llu: %s vs %s", (unsigned long long)i, ids[i], rec.id);
@@ -119,8 +142,9 @@ int main(int argc, char **argv) {
                 const uint64_t r = off[i] + (uint64_t)t;
                 for (int c = 0; c < D; c++) dh = fmax(dh, fabs(hid[r * D + c] - H[(size_t)(t + 1) * D + c]));
                 if (logits) {
-                    for (int v = 0; v < 16; v++) dl = fmax(dl, fabs(mlm[r * 16 + v] - LG[t * 16 + v]));
-                    for (int v = 0; v < 3; v++) dsx = fmax(dsx, fabs(st[r * 3 + v] - ST[t * 3 + v]));
+                    for (int v = 0; v < 16; v++) dl = fmax(dl, logit_err(mlm[r * 16 + v], LG[t * 16 + v], bf16, &flips));
+                    for (int v = 0; v < 3; v++) dsx = fmax(dsx, logit_err(st[r * 3 + v], ST[t * 3 + v], bf16, &flips));
+                    nlog += 19;
                 }
             }
             compared++;
@@ -128,8 +152,9 @@ int main(int argc, char **argv) {
         i++;
     }
     CHECK(i == np, "%llu records, %llu in the file", (unsigned long long)i, (unsigned long long)np);
-    printf("file vs forward: %d sequences compared; hidden %.2e, mlm %.2e, struct %.2e, pooled %.2e\n",
-           compared, dh, dl, dsx, dp);
+    printf("file vs forward: %d sequences compared; hidden %.2e, mlm %.2e, struct %.2e, pooled %.2e; "
+           "%ld of %ld logits one bf16 step apart\n", compared, dh, dl, dsx, dp, flips, nlog);
+    CHECK(flips <= nlog / 100, "%ld of %ld logits one bf16 step apart: more than 1%%", flips, nlog);
     CHECK(compared > 0, "nothing compared");
     CHECK(dh <= 1e-5 && dl <= 1e-5 && dsx <= 1e-5 && dp <= 1e-5, "nvwa-embed output differs from the model's forward");
     H5Dvlen_reclaim(st_t, H5Dget_space(ds), H5P_DEFAULT, ids);

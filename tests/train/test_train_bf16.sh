@@ -18,7 +18,7 @@ CHECK=${1:?usage: test_train_bf16.sh CHECK_EMBED_FILE}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 jget() { awk -v k="\"$1\": " '{ i = index($0, k); if (i) { s = substr($0, i + length(k)); sub(/[,}].*/, "", s); print s; exit } }'; }
-seed=$RANDOM
+seed=${NVWA_TEST_SEED:-$RANDOM} # (a failure prints it: rerun with NVWA_TEST_SEED)
 echo "seed $seed"
 "$B/tools/nvwa-prep" --synthetic 2000 --seed $seed -o "$tmp/train" -q
 "$B/tools/nvwa-prep" --synthetic 60 --seed $((seed + 1)) -o "$tmp/valid" -q
