@@ -289,20 +289,13 @@ int nvc_cudnn_attn_fwd(void *out, void *lse, const void *qkv, const nv_attn_segs
     return run(ag, p);
 }
 
-// The backward of a batch whose graph needs more workspace than was reserved runs in chunks
-// of consecutive segments: attention never crosses a segment, so each chunk is a smaller
-// problem on the same buffers (absolute ragged offsets), and cuDNN's workspace, which grows
-// with segments x longest segment, is that of the chunk's graph. A micro-batch of 45
-// RNAcentral-like rows (over 100 segments) needed 8 GiB as one graph (H200, 2026-12-04) and
-// ran the hand-written kernel, 3x slower. The chunk is the largest power-of-two segment count
-// whose graph fits, decided by the batch's shape alone (reproducible). Sets *chunk; NULL with
-// g_cd.why when no chunk of 8 or more segments fits.
+// what bwd_plan asks nv_attn_plan_chunk about, and what the answers leave behind
 typedef struct {
     const nv_attn_segs *segs;
     int n, H, dh, window;
     attn_graph *ag;     // the graph that fits, and its key
     nv_attn_key key;
-    int whole;          // fits(0): 1, 0, -1 (cannot be built); 2 = not asked (forced chunks)
+    int whole;          // fits(0): 1, 0, or -1 (cannot be built); 1 when not asked (forced chunks)
     std::string why;    // why the whole batch's graph does not fit or cannot be built
 } chunk_ctx;
 
@@ -321,9 +314,17 @@ static int chunk_fits(void *p, int b) {
     return r;
 }
 
+// The backward of a batch whose graph needs more workspace than was reserved runs in chunks
+// of consecutive segments: attention never crosses a segment, so each chunk is a smaller
+// problem on the same buffers (absolute ragged offsets), and cuDNN's workspace, which grows
+// with segments x longest segment, is that of the chunk's graph. A micro-batch of 45
+// RNAcentral-like rows (over 100 segments) needed 8 GiB as one graph (H200, 2026-12-04) and
+// ran the hand-written kernel, 3x slower. The chunk is the largest power-of-two segment count
+// whose graph fits, decided by the batch's shape alone (reproducible). Sets *chunk; NULL with
+// g_cd.why when no chunk of 8 or more segments fits.
 static attn_graph *bwd_plan(const nv_attn_segs *segs, int n, int H, int dh, int window,
                             nv_attn_key *key, int *chunk) {
-    chunk_ctx c = {segs, n, H, dh, window, NULL, nv_attn_key(), 2, std::string()};
+    chunk_ctx c = {segs, n, H, dh, window, NULL, nv_attn_key(), 1, std::string()};
     *chunk = nv_attn_plan_chunk(segs->n_segs, g_cd.test_chunk, chunk_fits, &c);
     if (*chunk <= 0) { // say why the whole batch cannot run, and that no chunk can either
         if (c.whole == 0) g_cd.why = c.why + "; no chunk of 8 or more segments fits either";

@@ -104,9 +104,9 @@ static nvc_mm_entry *mm_plan(const nvc_mm_entry *key) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     e->naive = got == 0;
     if (e->naive && getenv("NVWA_CUDA_VERBOSE"))
-        fprintf(stderr, "nvwa cuda: no cuBLASLt algorithm for m=%d n=%d k=%d ta=%d tb=%d "
-                "out_f32=%d bias=%d; using the plain kernel\n", key->m, key->n, key->k, key->ta,
-                key->tb, key->out_f32, key->has_bias);
+        fprintf(stderr, "nvwa cuda: %s for m=%d n=%d k=%d ta=%d tb=%d out_f32=%d bias=%d; using "
+                "the plain kernel\n", small_bias ? "a bias on fewer than 8 outputs" : "no cuBLASLt algorithm",
+                key->m, key->n, key->k, key->ta, key->tb, key->out_f32, key->has_bias);
     if (!e->naive) e->algo = res.algo;
     c->mm_n++;
     return e;
