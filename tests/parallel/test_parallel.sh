@@ -17,6 +17,12 @@
 # heavy tail: one flip early on spreads), TP=2 3.0e-3 .. 7.7e-3, ZeRO-1 on/off bit-identical;
 # for scale, cpu-bf16 against the fp32 backend differs by 1.9e-2. A layout bug (a wrong
 # split, a missing all-reduce) is off by O(1).
+# Weights are compared at no finer scale than the distance AdamW moves an element in the run
+# (st_close's FLOOR = the sum of the logged learning rates, 1.26e-2): head.struct.bias (3
+# values, zero-initialised) can end near zero after steps that cancel, and its rounding noise
+# (2e-5 .. 5e-5 per element, as in every other tensor) was then 2.6e-2 of its norm (CI,
+# 2026-12-04). Only zero-initialised tensors and mlp.w_out (init std 8e-3) are that small.
+# NVWA_TEST_SEED fixes the data and training seeds (printed on every run, to reproduce one).
 # NVWA_TEST_MAX_RANKS caps the ranks of a layout (DEVICE=cuda: one rank per GPU); layouts
 # beyond it are skipped and said so.
 set -uo pipefail
@@ -27,8 +33,9 @@ if [ "$PREC" = bf16 ]; then TDP=2e-3; LDP=1e-3; TTP=2e-2; LTP=5e-3; TZ=2e-3
 else TDP=1e-6; LDP=1e-6; TTP=1e-5; LTP=1e-5; TZ=1e-6; fi
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
-"$B/tools/nvwa-prep" --synthetic 500 --seed $RANDOM -o "$tmp/shards" -q || fail nvwa-prep
-seed=$RANDOM
+seed=${NVWA_TEST_SEED:-$RANDOM}
+echo "seed $seed (NVWA_TEST_SEED=$seed reproduces this run)"
+"$B/tools/nvwa-prep" --synthetic 500 --seed "$seed" -o "$tmp/shards" -q || fail nvwa-prep
 COMMON=("$S/configs/tiny.ini" data.train="$tmp/shards" train.steps=10 data.seq-length=128
         data.micro-batch=2 train.seed=$seed optim.warmup-steps=3 checkpoint.every=0 log.every=1
         train.precision=$PREC train.device=$DEV -q)
@@ -47,7 +54,8 @@ run() { # name np args...
 }
 close() { # a b tol
   [ -f "$tmp/$1.st" ] && [ -f "$tmp/$2.st" ] || return 0 # a layout skipped above
-  "$B/tests/parallel/st_close" "$tmp/$1.st" "$tmp/$2.st" "$3" || fail "weights of $1 and $2 differ beyond $3"
+  local floor; floor=$(grep -o '"lr": [0-9.e+-]*' "$tmp/$1.jsonl" | awk '{ s += $2 } END { printf "%.4e", s }')
+  "$B/tests/parallel/st_close" "$tmp/$1.st" "$tmp/$2.st" "$3" "$floor" || fail "weights of $1 and $2 differ beyond $3"
 }
 losses_close() { # a b tol: every logged loss
   [ -f "$tmp/$1.jsonl" ] && [ -f "$tmp/$2.jsonl" ] || return 0
