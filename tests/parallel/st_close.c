@@ -119,11 +119,11 @@ int main(int argc, char **argv) {
             na += (double)u[k] * u[k];
             nd += ((double)u[k] - v[k]) * ((double)u[k] - v[k]);
         }
-        double scale = fmax(sqrt(na), floor_scale * sqrt((double)n));
-        double rel = sqrt(nd) / fmax(scale, 1e-30);
+        const double floor_norm = floor_scale * sqrt((double)n);
+        const double rel = sqrt(nd) / fmax(fmax(sqrt(na), floor_norm), 1e-30);
         if (!(rel <= tol)) {
             fprintf(stderr, "st_close: %s: ||a-b||/max(||a||, floor) = %.3e > %.1e (||a|| %.3e, floor %.3e)\n",
-                    x->name, rel, tol, sqrt(na), floor_scale * sqrt((double)n));
+                    x->name, rel, tol, sqrt(na), floor_norm);
             bad = 1;
         }
         if (rel > worst) {
